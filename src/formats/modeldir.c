@@ -361,7 +361,8 @@ static mold_status text_check(const char *w, mold_text_config *c) {
         c->head_dim = c->hidden_size / c->num_attention_heads;
     }
     if (c->head_dim % 2)
-        return MOLD_ERR(MOLD_E_RANGE, "%s: field 'head_dim': expected even, got %d", w, c->head_dim);
+        return MOLD_ERR(MOLD_E_RANGE, "%s: field 'head_dim': expected even, got %d", w,
+                        c->head_dim);
     if (c->num_attention_heads % c->num_key_value_heads)
         return MOLD_ERR(MOLD_E_FORMAT, "%s: field 'num_key_value_heads': expected a divisor of "
                         "num_attention_heads %d, got %d", w, c->num_attention_heads,

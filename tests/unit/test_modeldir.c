@@ -269,7 +269,7 @@ static void test_text_malformed(void **state) {
     mutated(f5, "text_config.rope_parameters.mrope_section", "[2,3,\"3\"]", p_text, MOLD_E_FORMAT, "text_config.rope_parameters: field 'mrope_section'[2]: expected integer");
     mutated(f5, "text_config", "[]", p_text, MOLD_E_FORMAT, "field 'text_config': expected object");
     mutated(f4, "use_sliding_window", "true", p_text, MOLD_E_UNSUPPORTED, "use_sliding_window");
-    mutated(f4, "head_dim", "15", p_text, MOLD_E_RANGE, "head_dim: expected even");
+    mutated(f4, "head_dim", "15", p_text, MOLD_E_RANGE, "field 'head_dim': expected even");
 }
 
 static void test_scheduler_malformed(void **state) {
