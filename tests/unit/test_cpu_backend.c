@@ -171,10 +171,49 @@ static void test_matmul(void **state) {
     check_matmul(be, MOLD_F32, 1, 5, 7, false, 1e-5);
     check_matmul(be, MOLD_BF16, 37, 203, 300, true, 1e-5);
     check_matmul(be, MOLD_BF16, 5, 300, 2500, false, 1e-5); /* K > slice, N > tile */
+    check_matmul(be, MOLD_BF16, 1, 300, 2500, true, 1e-5);  /* gemv path */
+    check_matmul(be, MOLD_F32, 2, 300, 1500, true, 1e-5);   /* gemv path, f32 in place */
     check_matmul(be, MOLD_F16, 19, 130, 1100, true, 1e-5);
     check_matmul(be, MOLD_Q8_0, 9, 130, 2080, true, 1e-5);  /* K slice rounded to blocks */
     check_matmul(be, MOLD_Q4_K, 4, 33, 1280, false, 1e-5);
     check_matmul(be, MOLD_Q6_K, 3, 17, 512, true, 1e-5);
+    mold_backend_free(be);
+}
+
+/* Weights whose data sits at an odd byte offset (safetensors allows any). */
+static void test_matmul_unaligned(void **state) {
+    (void)state;
+    seed(14);
+    mold_backend *be = make_be(2);
+    const int64_t m = 6, n = 11, k = 45;
+    float *src = rnd(n * k), *x = rnd(m * k), y[6 * 11];
+    double ref[6 * 11];
+    mold_dtype dts[] = { MOLD_F32, MOLD_BF16, MOLD_F16 };
+    for (int d = 0; d < 3; d++) {
+        size_t esz = dts[d] == MOLD_F32 ? 4 : 2;
+        uint8_t *buf = malloc((size_t)(n * k) * esz + 1), *p = buf + 1;
+        float *wf = malloc((size_t)(n * k) * 4);
+        for (int64_t i = 0; i < n * k; i++) {
+            uint16_t h = dts[d] == MOLD_BF16 ? mold_f32_to_bf16(src[i]) : mold_f32_to_f16(src[i]);
+            if (dts[d] == MOLD_F32) memcpy(p + 4 * i, &src[i], 4);
+            else memcpy(p + 2 * i, &h, 2);
+            wf[i] = dts[d] == MOLD_F32 ? src[i] : dts[d] == MOLD_BF16 ? mold_bf16_to_f32(h) : mold_f16_to_f32(h);
+        }
+        mold_tensor t = { .name = "odd", .dtype = dts[d], .n_dims = 2, .shape = { n, k },
+                          .data = p, .n_bytes = (uint64_t)(n * k) * esz };
+        mold_weight w;
+        tu_ok(be->i->weight_upload(be, &t, n, k, &w), "upload unaligned");
+        tu_ok(be->i->matmul(be, y, x, m, &w, NULL), "matmul unaligned");
+        matmul_ref(ref, x, wf, NULL, m, n, k);
+        char what[64];
+        snprintf(what, sizeof what, "matmul %s at odd address", mold_dtype_name(dts[d]));
+        check_d(what, y, ref, m * n, 1e-5);
+        be->i->weight_free(be, &w);
+        free(buf);
+        free(wf);
+    }
+    free(src);
+    free(x);
     mold_backend_free(be);
 }
 
@@ -201,6 +240,38 @@ static void test_embed(void **state) {
         tu_expect_error(be->i->embed(be, y, &tw.w, bad, 2), MOLD_E_RANGE, "41", "embed bad id");
         tw_free(be, &tw);
     }
+    mold_backend_free(be);
+}
+
+/* Every bf16 / f16 bit pattern converts exactly (the vector paths must agree
+ * with dtype.c's scalar conversion, subnormals and infinities included). */
+static void test_embed_all_halves(void **state) {
+    (void)state;
+    mold_backend *be = make_be(2);
+    uint16_t *tab = malloc(65536 * 2);
+    float *y = malloc(65536 * 4);
+    int32_t ids[256];
+    for (int i = 0; i < 256; i++) ids[i] = i;
+    for (uint32_t h = 0; h < 65536; h++) tab[h] = (uint16_t)h;
+    for (int d = 0; d < 2; d++) {
+        mold_dtype dt = d ? MOLD_F16 : MOLD_BF16;
+        mold_tensor t = { .name = "halves", .dtype = dt, .n_dims = 2, .shape = { 256, 256 },
+                          .data = tab, .n_bytes = 65536 * 2 };
+        mold_weight w;
+        tu_ok(be->i->weight_upload(be, &t, 256, 256, &w), "upload halves");
+        tu_ok(be->i->embed(be, y, &w, ids, 256), "embed halves");
+        size_t bad = 0;
+        for (uint32_t h = 0; h < 65536; h++) {
+            float want = d ? mold_f16_to_f32((uint16_t)h) : mold_bf16_to_f32((uint16_t)h);
+            if (isnan(want)) bad += !isnan(y[h]);
+            else bad += memcmp(&want, &y[h], 4) != 0;
+        }
+        printf("  %s: %zu of 65536 bit patterns convert differently\n", mold_dtype_name(dt), bad);
+        assert_int_equal(bad, 0);
+        be->i->weight_free(be, &w);
+    }
+    free(tab);
+    free(y);
     mold_backend_free(be);
 }
 
@@ -719,7 +790,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_unaligned),
         cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_embed_all_halves),
         cmocka_unit_test(test_weight_upload),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_norms),

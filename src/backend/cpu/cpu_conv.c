@@ -101,7 +101,7 @@ static void conv_task(void *ud, int64_t task, float *scratch) {
         }
         const float *a = wbuf;
         int lda = (int)kc;
-        if (c->wt->dtype == MOLD_F32) {
+        if (mold_cpu_weight_is_f32(c->wt)) {
             a = (const float *)c->wt->data + co0 * c->k + k0;
             lda = (int)c->k;
         } else {

@@ -56,6 +56,17 @@ void mold_cpu_parallel(cpu_backend *cb, int64_t n_tasks, cpu_task_fn fn, void *c
 static inline int64_t cpu_n_chunks(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
 
 /* ---- weights (cpu_matmul.c) ---- */
+/* True when 2- or 4-byte elements of w can be read through typed pointers
+ * (safetensors data may sit at any byte offset of the file). */
+static inline bool mold_cpu_weight_aligned(const mold_weight *w) {
+    size_t esz = w->dtype == MOLD_F32 ? 4 : 2;
+    return (uintptr_t)w->data % esz == 0 && w->row_bytes % esz == 0;
+}
+/* True when w can be handed to sgemm in place (aligned f32). */
+static inline bool mold_cpu_weight_is_f32(const mold_weight *w) {
+    return w->dtype == MOLD_F32 && mold_cpu_weight_aligned(w);
+}
+
 /* Checks that w is a well-formed weight whose dtype the backend can convert
  * (by converting its first block). `what` names the caller for messages. */
 mold_status mold_cpu_weight_check(const mold_weight *w, const char *what);

@@ -13,6 +13,7 @@
  * L2 while sgemm reads it).
  */
 #include <cblas.h> /* defines: cblas_sgemm */
+#include <immintrin.h>
 #include <limits.h>
 #include <string.h>
 
@@ -22,9 +23,50 @@
 enum {
     MM_NT = 128,  /* output columns per task */
     MM_KC = 1024, /* K slice converted at once (rounded to the block size) */
+    MM_GEMV_M = 4, /* up to this many rows of x: sgemv per row (sgemm would pack the tile) */
 };
 
+
+
 /* ---- weight conversion (shared with conv2d and embed) ---- */
+
+/* bf16 -> f32 is a 16-bit shift and f16 -> f32 (F16C) is exact, so these
+ * vector versions give bit-identical results to the scalar ones in dtype.c;
+ * they are picked at run time when the CPU has AVX2 / F16C (the build targets
+ * plain x86-64). */
+__attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t *s, float *d,
+                                                             int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+        _mm256_storeu_si256((__m256i *)(d + i), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    for (; i < n; i++)
+        d[i] = mold_bf16_to_f32(s[i]);
+}
+
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *s, float *d,
+                                                                int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++)
+        d[i] = mold_f16_to_f32(s[i]);
+}
+
+static void bf16_row(const uint16_t *s, float *d, int64_t n) {
+    if (__builtin_cpu_supports("avx2"))
+        bf16_to_f32_avx2(s, d, n);
+    else
+        mold_bf16_to_f32_n(s, d, (size_t)n);
+}
+
+static void f16_row(const uint16_t *s, float *d, int64_t n) {
+    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"))
+        f16_to_f32_f16c(s, d, n);
+    else
+        mold_f16_to_f32_n(s, d, (size_t)n);
+}
 
 mold_status mold_cpu_weight_check(const mold_weight *w, const char *what) {
     if (!w || !w->data)
@@ -73,10 +115,16 @@ void mold_cpu_weight_rows_f32(const mold_weight *w, int64_t row0, int64_t n_rows
     for (int64_t r = 0; r < n_rows; r++) {
         const void *src = base + (uint64_t)(row0 + r) * w->row_bytes;
         float *d = dst + r * kc;
+        bool plain = w->dtype == MOLD_F32 || w->dtype == MOLD_F16 || w->dtype == MOLD_BF16;
+        if (plain && !mold_cpu_weight_aligned(w)) {
+            mold_status st = mold_convert_to_f32(w->dtype, src, d, (size_t)kc); /* byte-wise */
+            MOLD_ASSERT(st == MOLD_OK);
+            continue;
+        }
         switch (w->dtype) {
         case MOLD_F32: memcpy(d, src, (size_t)kc * sizeof(float)); break;
-        case MOLD_BF16: mold_bf16_to_f32_n(src, d, (size_t)kc); break;
-        case MOLD_F16: mold_f16_to_f32_n(src, d, (size_t)kc); break;
+        case MOLD_BF16: bf16_row(src, d, kc); break;
+        case MOLD_F16: f16_row(src, d, kc); break;
         default: {
             mold_status st = mold_dequantize(w->dtype, src, d, kc);
             MOLD_ASSERT(st == MOLD_OK); /* mold_cpu_weight_check() proved support */
@@ -95,6 +143,20 @@ typedef struct mm_ctx {
     int64_t m, n, k, kc;
 } mm_ctx;
 
+/* y[:, n0 .. n0+nt] (+)= x[:, k0 .. k0+kc] · b^T for b = [nt, kc] (row stride
+ * ldb). Small m uses one sgemv per row of x (no packing of b). */
+static void mm_block(const mm_ctx *c, int64_t n0, int64_t nt, int64_t k0, int64_t kc,
+                     const float *b, int64_t ldb, float beta) {
+    if (c->m <= MM_GEMV_M) {
+        for (int64_t i = 0; i < c->m; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nt, (int)kc, 1.0f, b, (int)ldb,
+                        c->x + i * c->k + k0, 1, beta, c->y + i * c->n + n0, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c->m, (int)nt, (int)kc, 1.0f,
+                c->x + k0, (int)c->k, b, (int)ldb, beta, c->y + n0, (int)c->n);
+}
+
 static void mm_task(void *ud, int64_t task, float *scratch) {
     const mm_ctx *c = ud;
     int64_t n0 = task * MM_NT;
@@ -105,18 +167,14 @@ static void mm_task(void *ud, int64_t task, float *scratch) {
             memcpy(c->y + i * c->n + n0, c->bias + n0, (size_t)nt * sizeof(float));
         beta0 = 1.0f;
     }
-    if (c->w->dtype == MOLD_F32) {
-        const float *b = (const float *)c->w->data + n0 * c->k;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c->m, (int)nt, (int)c->k, 1.0f,
-                    c->x, (int)c->k, b, (int)c->k, beta0, c->y + n0, (int)c->n);
+    if (mold_cpu_weight_is_f32(c->w)) {
+        mm_block(c, n0, nt, 0, c->k, (const float *)c->w->data + n0 * c->k, c->k, beta0);
         return;
     }
     for (int64_t k0 = 0; k0 < c->k; k0 += c->kc) {
         int64_t kc = c->k - k0 < c->kc ? c->k - k0 : c->kc;
         mold_cpu_weight_rows_f32(c->w, n0, nt, k0, kc, scratch);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)c->m, (int)nt, (int)kc, 1.0f,
-                    c->x + k0, (int)c->k, scratch, (int)kc, k0 == 0 ? beta0 : 1.0f, c->y + n0,
-                    (int)c->n);
+        mm_block(c, n0, nt, k0, kc, scratch, kc, k0 == 0 ? beta0 : 1.0f);
     }
 }
 
