@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_internal.h" /* mold_cpu_exp_neg */
 #include "backend/ops.h"
 #include "base/dtype.h"
 #include "base/quant.h"
@@ -578,6 +579,38 @@ static void test_attention(void **state) {
     mold_backend_free(be);
 }
 
+/* The softmax exp: accuracy over [-100, 0] and scalar == SIMD bit for bit. */
+static void test_exp_neg(void **state) {
+    (void)state;
+    const int64_t n = 1000003;
+    float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *x = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) x[i] = -100.0f * (float)i / (float)(n - 1);
+    x[7] = -INFINITY;
+    x[8] = -0.0f;
+    memcpy(a, x, (size_t)n * 4);
+    memcpy(b, x, (size_t)n * 4);
+    mold_cpu_exp_neg(a, n, false);
+    mold_cpu_exp_neg(b, n, true);
+    double worst = 0;
+    size_t diff = 0;
+    for (int64_t i = 0; i < n; i++) {
+        diff += memcmp(&a[i], &b[i], 4) != 0;
+        double ref = exp((double)x[i]);
+        if (x[i] >= -87.0f) {
+            double rel = fabs(a[i] - ref) / ref;
+            if (rel > worst) worst = rel;
+        } else {
+            assert_true(a[i] <= 2e-38f); /* clamped far tail: negligible */
+        }
+    }
+    printf("  exp_neg: max rel error %.3e over [-87, 0]; scalar vs simd differ in %zu of %lld\n",
+           worst, diff, (long long)n);
+    assert_true(a[7] == 0.0f && a[8] == 1.0f);
+    assert_true(worst < 3e-7);
+    assert_int_equal(diff, 0);
+    free(a); free(b); free(x);
+}
+
 /* ---- conv2d and upsample ---- */
 
 static void conv_ref(double *y, const float *x, const float *w, const float *bias, int64_t ci,
@@ -798,6 +831,7 @@ int main(void) {
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_exp_neg),
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_upsample),
         cmocka_unit_test(test_elementwise),

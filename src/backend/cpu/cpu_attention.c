@@ -15,6 +15,7 @@
  * (i, i + d/2) (half, NeoX / Qwen2.5): (a, b) -> (a cos - b sin, a sin + b cos).
  */
 #include <cblas.h> /* defines: cblas_sgemm */
+#include <immintrin.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -70,6 +71,72 @@ mold_status mold_cpu_rope(mold_backend *be, float *x, int64_t n_tok, int64_t n_h
     return MOLD_OK;
 }
 
+/* ---- exp for softmax ---- */
+
+/* exp(x) for x <= 0 (scores minus the running max), -inf -> exactly 0.
+ * Cephes expf: n = round(x log2 e), r = x - n ln2 (two-part constant),
+ * degree-5 polynomial, times 2^n. Max error ~2 ulp over [-87, 0]. The scalar
+ * and AVX2 versions perform the same IEEE operations in the same order (no
+ * FMA), so they give bit-identical results. */
+#define EXP_LO (-87.0f)
+#define EXP_C1 0.693359375f
+#define EXP_C2 (-2.12194440e-4f)
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+
+static inline float exp_neg(float x) {
+    if (x == -INFINITY)
+        return 0.0f;
+    float xc = x < EXP_LO ? EXP_LO : x;
+    float n = nearbyintf(xc * 1.44269504088896341f);
+    float r = (xc - n * EXP_C1) - n * EXP_C2;
+    float p = ((((EXP_P0 * r + EXP_P1) * r + EXP_P2) * r + EXP_P3) * r + EXP_P4) * r + EXP_P5;
+    float e = (p * (r * r) + r) + 1.0f;
+    union { uint32_t u; float f; } two_n = { (uint32_t)((int32_t)n + 127) << 23 };
+    return e * two_n.f;
+}
+
+__attribute__((target("avx2"))) static void exp_neg_avx2(float *s, int64_t n) {
+    const __m256 lo = _mm256_set1_ps(EXP_LO), ninf = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_loadu_ps(s + j);
+        __m256 masked = _mm256_cmp_ps(x, ninf, _CMP_EQ_OQ);
+        __m256 xc = _mm256_max_ps(x, lo); /* x < lo ? lo : x */
+        __m256 nn = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(EXP_C1))),
+                                 _mm256_mul_ps(nn, _mm256_set1_ps(EXP_C2)));
+        __m256 p = _mm256_set1_ps(EXP_P0);
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(EXP_P1));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(EXP_P2));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(EXP_P3));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(EXP_P4));
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(EXP_P5));
+        __m256 e = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r),
+                                 _mm256_set1_ps(1.0f));
+        __m256i bits = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(nn), _mm256_set1_epi32(127)), 23);
+        e = _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
+        _mm256_storeu_ps(s + j, _mm256_andnot_ps(masked, e));
+    }
+    for (; j < n; j++)
+        s[j] = exp_neg(s[j]);
+}
+
+void mold_cpu_exp_neg(float *s, int64_t n, bool allow_simd) {
+    if (allow_simd && __builtin_cpu_supports("avx2")) {
+        exp_neg_avx2(s, n);
+        return;
+    }
+    for (int64_t j = 0; j < n; j++)
+        s[j] = exp_neg(s[j]);
+}
+
 /* ---- attention ---- */
 
 typedef struct attn_ctx {
@@ -101,13 +168,13 @@ static void softmax_row(const attn_ctx *c, float *s, float *o, float *m, float *
         return;
     }
     float m_new = *m > mx ? *m : mx;
-    float alpha = *m == -INFINITY ? 0.0f : expf(*m - m_new);
+    float alpha = exp_neg(*m - m_new); /* 0 when *m is -inf */
+    for (int64_t j = 0; j < nk; j++)
+        s[j] -= m_new; /* masked: -inf - m_new = -inf -> p = 0 */
+    mold_cpu_exp_neg(s, nk, true);
     float sum = 0.0f;
-    for (int64_t j = 0; j < nk; j++) {
-        float p = s[j] == -INFINITY ? 0.0f : expf(s[j] - m_new);
-        s[j] = p;
-        sum += p;
-    }
+    for (int64_t j = 0; j < nk; j++)
+        sum += s[j];
     *l = *l * alpha + sum;
     *m = m_new;
     if (alpha != 1.0f) {

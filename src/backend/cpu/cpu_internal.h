@@ -79,6 +79,12 @@ void mold_cpu_weight_rows_f32(const mold_weight *w, int64_t row0, int64_t n_rows
  * at most `cap` (and at least one block). */
 int64_t mold_cpu_weight_kc(const mold_weight *w, int64_t cap);
 
+/* ---- softmax exp (cpu_attention.c) ---- */
+/* s[j] = exp(s[j]) for s[j] <= 0 (-inf -> 0), ~2 ulp. allow_simd picks the
+ * AVX2 path when the CPU has it; both paths give bit-identical results
+ * (tested). */
+void mold_cpu_exp_neg(float *s, int64_t n, bool allow_simd);
+
 /* ---- ops (one file per family) ---- */
 mold_status mold_cpu_matmul(mold_backend *be, float *y, const float *x, int64_t m,
                             const mold_weight *w, const float *bias);

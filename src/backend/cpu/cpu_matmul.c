@@ -20,11 +20,16 @@
 #include "../../base/quant.h" /* defines: mold_dequantize */
 #include "cpu_internal.h"
 
-enum {
-    MM_NT = 128,  /* output columns per task */
-    MM_KC = 1024, /* K slice converted at once (rounded to the block size) */
-    MM_GEMV_M = 4, /* up to this many rows of x: sgemv per row (sgemm would pack the tile) */
-};
+/* Tile sizes (macros so a benchmark build can override them). */
+#ifndef MM_NT
+#define MM_NT 128 /* output columns per task */
+#endif
+#ifndef MM_KC
+#define MM_KC 1024 /* K slice converted at once (rounded to the block size) */
+#endif
+#ifndef MM_GEMV_M
+#define MM_GEMV_M 4 /* up to this many rows of x: sgemv per row (sgemm would pack the tile) */
+#endif
 
 
 
