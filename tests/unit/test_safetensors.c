@@ -17,7 +17,7 @@
 #include "base/json.h"
 #include "formats/safetensors.h"
 #include "formats/tensor_source.h"
-#include "../testutil.h"
+#include "testutil.h"
 
 /* ---- helpers ---- */
 
