@@ -75,6 +75,29 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *tile, const __nv_bfloat
     }
 }
 
+/* Asynchronous variant (cp.async, 16 bytes per copy, bypassing L1): rows
+ * >= n_valid are zero-filled (src-size 0 reads nothing). Completes at the
+ * next cp.async.wait_group that covers its commit group. */
+template <int D>
+__device__ __forceinline__ void load_tile_async(__nv_bfloat16 *tile, const __nv_bfloat16 *src,
+                                                int64_t stride, int rows, int n_valid) {
+    constexpr int CH = D / 8;
+    for (int c = threadIdx.x; c < rows * CH; c += FA_THREADS) {
+        int r = c / CH, cc = c - r * CH;
+        const __nv_bfloat16 *g = src + (r < n_valid ? r : 0) * stride + cc * 8;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(tile + r * (D + FA_PAD) + cc * 8);
+        int bytes = r < n_valid ? 16 : 0;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(g),
+                     "r"(bytes));
+    }
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
 template <int D>
 __global__ void __launch_bounds__(FA_THREADS)
 flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
@@ -83,9 +106,9 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
     extern __shared__ __align__(16) unsigned char fa_smem[];
     constexpr int LD = D + FA_PAD;
     __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem;  /* [FA_BQ][LD] */
-    __nv_bfloat16 *Ks = Qs + FA_BQ * LD;           /* [FA_BK][LD] */
-    __nv_bfloat16 *Vs = Ks + FA_BK * LD;           /* [FA_BK][LD] */
-    float *kbias = (float *)(Vs + FA_BK * LD);     /* [FA_BK] 0 or -inf */
+    __nv_bfloat16 *Kbuf = Qs + FA_BQ * LD;         /* [2][FA_BK][LD], double-buffered */
+    __nv_bfloat16 *Vbuf = Kbuf + 2 * FA_BK * LD;   /* [2][FA_BK][LD] */
+    float *kbias = (float *)(Vbuf + 2 * FA_BK * LD); /* [FA_BK] 0 or -inf */
 
     const int h = blockIdx.y, hk = h / (hq / hkv);
     const int q0 = blockIdx.x * FA_BQ;
@@ -118,15 +141,33 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
     int kv_end = skv;
     if (causal) kv_end = max(0, min(skv, q0 + FA_BQ + shift));
 
-    for (int k0 = 0; k0 < kv_end; k0 += FA_BK) {
-        const int n_valid = min(FA_BK, skv - k0);
-        __syncthreads(); /* the previous tile is no longer read */
-        load_tile<D>(Ks, k + (int64_t)k0 * kstride + (int64_t)hk * D, kstride, FA_BK, n_valid);
-        load_tile<D>(Vs, v + (int64_t)k0 * kstride + (int64_t)hk * D, kstride, FA_BK, n_valid);
+    /* Tile i+1 is copied (cp.async) while tile i is computed. */
+    const int n_tiles = (kv_end + FA_BK - 1) / FA_BK;
+    if (n_tiles > 0) {
+        load_tile_async<D>(Kbuf, k + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
+        load_tile_async<D>(Vbuf, v + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
+        cp_async_commit();
+    }
+    for (int it = 0; it < n_tiles; it++) {
+        const int k0 = it * FA_BK, n_valid = min(FA_BK, skv - k0);
+        const __nv_bfloat16 *Ks = Kbuf + (it & 1) * FA_BK * LD, *Vs = Vbuf + (it & 1) * FA_BK * LD;
+        if (it + 1 < n_tiles) {
+            const int k1 = k0 + FA_BK;
+            __nv_bfloat16 *Kn = Kbuf + ((it + 1) & 1) * FA_BK * LD;
+            __nv_bfloat16 *Vn = Vbuf + ((it + 1) & 1) * FA_BK * LD;
+            load_tile_async<D>(Kn, k + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, FA_BK,
+                               min(FA_BK, skv - k1));
+            load_tile_async<D>(Vn, v + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, FA_BK,
+                               min(FA_BK, skv - k1));
+            cp_async_commit();
+            cp_async_wait<1>(); /* this thread's copies of tile it have landed */
+        } else {
+            cp_async_wait<0>();
+        }
         for (int j = threadIdx.x; j < FA_BK; j += FA_THREADS)
             kbias[j] = (j < n_valid && (!key_valid || key_valid[k0 + j] != 0.0f)) ? 0.0f
                                                                                  : -INFINITY;
-        __syncthreads();
+        __syncthreads(); /* every thread's copies and kbias are visible */
 
         /* S = Q K^T for this warp's 16 rows x 64 keys. */
         float s[FA_BK / 8][4];
@@ -195,6 +236,7 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                 mma_bf16(o[jd + 1], pa, b[2], b[3]);
             }
         }
+        __syncthreads(); /* buffer it & 1 and kbias are refilled next */
     }
 
     /* Row sums are split over the 4 threads of a quad. */
@@ -268,7 +310,7 @@ static cudaError_t launch_flash(float *out, const __nv_bfloat16 *q, const __nv_b
                                 const __nv_bfloat16 *v, int64_t sq, int64_t skv, int64_t hq,
                                 int64_t hkv, float scale, const float *key_valid, bool causal,
                                 cudaStream_t stream) {
-    size_t smem = (size_t)(FA_BQ + 2 * FA_BK) * (D + FA_PAD) * 2 + FA_BK * sizeof(float);
+    size_t smem = (size_t)(FA_BQ + 4 * FA_BK) * (D + FA_PAD) * 2 + FA_BK * sizeof(float);
     /* Above 48 KB a block needs the opt-in (per device, so set at each launch). */
     cudaError_t e = cudaFuncSetAttribute(flash_attn_kernel<D>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);

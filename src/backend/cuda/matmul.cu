@@ -230,3 +230,73 @@ extern "C" mold_status mold_cuda_op_embed(mold_backend *be, float *y, const mold
                                            table->n_in, (const int32_t *)scr, n, cb->stream));
     return mold_cuda_op_done(cb);
 }
+
+/* ==================================================================== */
+/* ---- benchmark helper ---- */
+/* ==================================================================== */
+
+/* Random bf16 in [-1, 1) from a hash of the index (never zeros: a GEMM on
+ * zeros runs measurably faster than on real data). */
+__global__ void fill_random_bf16(__nv_bfloat16 *p, int64_t n, uint32_t seed) {
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)t * 2654435761u ^ seed;
+        h ^= h >> 16;
+        h *= 0x85ebca6bu;
+        h ^= h >> 13;
+        p[t] = __float2bfloat16_rn((float)(h & 0xffffff) / 8388608.0f - 1.0f);
+    }
+}
+
+extern "C" mold_status mold_cuda_bench_gemm(mold_backend *be, int64_t m, int64_t n, int64_t k,
+                                            int iters, double *median_ms) {
+    cuda_backend *cb = cuda_of(be);
+    CUDA_OP(cb, "bench_gemm", m, n, k);
+    void *a = NULL, *b = NULL;
+    float *d = NULL;
+    cudaEvent_t ev[2] = {NULL, NULL};
+    double times[64];
+    if (iters > 64) iters = 64;
+    mold_status st = MOLD_OK;
+#define BCHK(stmt)                                                                             \
+    do {                                                                                       \
+        cudaError_t e_ = (stmt);                                                               \
+        if (e_ != cudaSuccess) {                                                               \
+            st = mold_cuda_fail(cb, #stmt, cudaGetErrorString(e_), __FILE__, __LINE__, __func__); \
+            goto done;                                                                         \
+        }                                                                                      \
+    } while (0)
+    BCHK(cudaMalloc(&a, (size_t)m * k * 2));
+    BCHK(cudaMalloc(&b, (size_t)n * k * 2));
+    BCHK(cudaMalloc((void **)&d, (size_t)m * n * 4));
+    BCHK(cudaEventCreate(&ev[0]));
+    BCHK(cudaEventCreate(&ev[1]));
+    fill_random_bf16<<<cuda_blocks(m * k, 256), 256, 0, cb->stream>>>((__nv_bfloat16 *)a, m * k, 1);
+    fill_random_bf16<<<cuda_blocks(n * k, 256), 256, 0, cb->stream>>>((__nv_bfloat16 *)b, n * k, 2);
+    BCHK(cudaGetLastError());
+    for (int i = -3; i < iters; i++) {
+        BCHK(cudaEventRecord(ev[0], cb->stream));
+        st = mold_cuda_gemm(cb, 1, m, n, k, 1.0f, a, k, b, k, CUDA_R_16BF, d, m, NULL);
+        if (st != MOLD_OK) goto done;
+        BCHK(cudaEventRecord(ev[1], cb->stream));
+        BCHK(cudaEventSynchronize(ev[1]));
+        float ms = 0;
+        BCHK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+        if (i >= 0) times[i] = ms;
+    }
+    for (int i = 1; i < iters; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+            double t = times[j];
+            times[j] = times[j - 1];
+            times[j - 1] = t;
+        }
+    *median_ms = times[iters / 2];
+#undef BCHK
+done:
+    for (int i = 0; i < 2; i++)
+        if (ev[i]) cudaEventDestroy(ev[i]);
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(d);
+    return st;
+}

@@ -28,6 +28,11 @@ mold_status mold_cuda_op_matmul(mold_backend *be, float *y, const float *x, int6
                                 const mold_weight *w, const float *bias);
 mold_status mold_cuda_op_embed(mold_backend *be, float *y, const mold_weight *table,
                                const int32_t *ids_host, int64_t n);
+
+/* Benchmark: median time (ms, device events) of `iters` (<= 64) bf16 "TN"
+ * GEMMs of m x n x k on random data, after 3 warm-ups. For peak figures. */
+mold_status mold_cuda_bench_gemm(mold_backend *be, int64_t m, int64_t n, int64_t k, int iters,
+                                 double *median_ms);
 }
 
 #endif
