@@ -797,11 +797,16 @@ static mold_status decode_tiled(mold_vae *v, const ws *s, const float *z_host, i
             st = tile_run(v, s, &hs, z_host, h, w, y0, x0, th, tw, img_host);
         }
     }
-    /* Normalise: the weights are separable, so a pixel's total is sy * sx. */
+    /* Normalise: the weights are separable, so a pixel's total is sy * sx.
+     * The result is a convex combination of clamped tiles; clamping again
+     * only removes rounding (1 + 1 ulp). */
     for (size_t c = 0; st == MOLD_OK && c < OUT_CH; c++)
         for (size_t y = 0; y < H; y++)
-            for (size_t x = 0; x < W; x++)
-                img_host[(c * H + y) * W + x] /= hs.sy[y] * hs.sx[x];
+            for (size_t x = 0; x < W; x++) {
+                float *p = &img_host[(c * H + y) * W + x];
+                float q = *p / (hs.sy[y] * hs.sx[x]);
+                *p = q < -1.0f ? -1.0f : q > 1.0f ? 1.0f : q;
+            }
     free(buf);
     MOLD_LOGD("vae: tiled decode %dx%d in %dx%d tiles of %dx%d", h, w, ny, nx, th, tw);
     return st;
