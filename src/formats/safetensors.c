@@ -388,8 +388,12 @@ static char *dir_of(const char *path) {
     return strndup(path, (size_t)(slash - path));
 }
 
-/* Collects the distinct shard names of a weight_map, in first-seen order
- * (borrowed from the index document). */
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Collects the distinct shard names of a weight_map, sorted so that shards
+ * (and hence tensors) come in file-name order (borrowed from the index). */
 static mold_status index_shard_names(const char *path, json_t *wm, const char ***names,
                                      size_t *n_names) {
     size_t cap = json_object_size(wm) + 1, n = 0;
@@ -416,6 +420,7 @@ static mold_status index_shard_names(const char *path, json_t *wm, const char **
         if (k == n)
             v[n++] = s;
     }
+    qsort(v, n, sizeof(*v), cmp_str);
     *names = v;
     *n_names = n;
     return MOLD_OK;
