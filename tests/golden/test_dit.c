@@ -1,0 +1,214 @@
+/*
+ * test_dit.c — the Qwen-Image transformer against diffusers
+ * (cases/transformer.safetensors of the tiny and hd128 fixtures: a batch of
+ * 2 on a 4x6 token grid, sample 1 with 6 of 9 text tokens valid).
+ *
+ * Checks, per fixture: `output` per sample (rel <= 1e-4), sample 1 run alone
+ * with its 6 tokens against `output_sample1_unpadded` and against output[1],
+ * and that the forward allocates exactly mold_dit_workspace_bytes() (the CPU
+ * backend's alloc/free are wrapped to track the high-water mark) and nothing
+ * on later calls. Prints the CPU time per forward.
+ */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/ops.h"
+#include "formats/modeldir.h"
+#include "formats/safetensors.h"
+#include "formats/tensor_source.h"
+#include "models/qwenimage_dit.h"
+
+static const double TOL = 1e-4;
+
+/* ---- allocation tracking around the CPU backend ---- */
+
+typedef struct track {
+    const mold_backend_i *orig;
+    mold_backend_i tab;
+    struct { void *p; size_t n; } live[256];
+    int n_live;
+    uint64_t bytes, peak;
+    int n_alloc;
+} track;
+static track tr;
+
+static void *tr_alloc(mold_backend *be, size_t bytes) {
+    void *p = tr.orig->alloc(be, bytes);
+    if (p && tr.n_live < 256) {
+        tr.live[tr.n_live].p = p;
+        tr.live[tr.n_live++].n = bytes;
+        tr.bytes += bytes;
+        if (tr.bytes > tr.peak) tr.peak = tr.bytes;
+        tr.n_alloc++;
+    }
+    return p;
+}
+
+static void tr_free(mold_backend *be, void *p) {
+    for (int i = 0; p && i < tr.n_live; i++)
+        if (tr.live[i].p == p) {
+            tr.bytes -= tr.live[i].n;
+            tr.live[i] = tr.live[--tr.n_live];
+            break;
+        }
+    tr.orig->free(be, p);
+}
+
+/* Swaps the backend's vtable for a copy with tracked alloc/free. */
+static void track_install(mold_backend *be) {
+    memset(&tr, 0, sizeof tr);
+    tr.orig = be->i;
+    tr.tab = *be->i;
+    tr.tab.alloc = tr_alloc;
+    tr.tab.free = tr_free;
+    be->i = &tr.tab;
+}
+
+/* ---- helpers ---- */
+
+static float *get_f32(const mold_safetensors *st, const char *name, int64_t *n) {
+    const mold_tensor *t;
+    tu_ok(mold_safetensors_get(st, name, &t), name);
+    if (n) *n = mold_tensor_nelems(t);
+    return tu_to_f32(t);
+}
+
+static float *to_backend(mold_backend *be, const float *h, size_t n) {
+    float *d = be->i->alloc(be, n * sizeof(float));
+    assert_non_null(d);
+    tu_ok(be->i->upload(be, d, h, n * sizeof(float)), "upload");
+    return d;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs the transformer case of one fixture directory ("qwen-image-tiny"). */
+static void run_case(const char *fixture) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/model/transformer/config.json", fixture);
+    mold_dit_config cfg;
+    tu_ok(mold_dit_config_load(tu_fixture(path), &cfg), "config");
+    snprintf(path, sizeof path, "%s/model/transformer", fixture);
+    mold_safetensors *wst, *cst;
+    tu_ok(mold_safetensors_open(tu_fixture(path), &wst), "weights");
+    snprintf(path, sizeof path, "%s/cases/transformer.safetensors", fixture);
+    tu_ok(mold_safetensors_open(tu_fixture(path), &cst), "case");
+
+    mold_backend *be;
+    tu_ok(mold_backend_cpu_create(0, &be), "cpu backend");
+    track_install(be);
+    mold_tensor_source src = mold_source_safetensors(wst);
+    mold_dit *dit;
+    tu_ok(mold_dit_load(be, &cfg, &src, &dit), "load");
+    printf("  %s: %d blocks, D %d, head dim %d, %llu weight bytes\n", fixture, cfg.num_layers,
+           cfg.num_attention_heads * cfg.attention_head_dim, cfg.attention_head_dim,
+           (unsigned long long)mold_dit_loaded_weight_bytes(dit));
+
+    int64_t n_img_all, n_txt_all, n_mask, n_out1;
+    float *img = get_f32(cst, "hidden_states", &n_img_all);     /* [2, 24, 64] */
+    float *txt = get_f32(cst, "encoder_hidden_states", &n_txt_all); /* [2, 9, Dj] */
+    float *mask = get_f32(cst, "encoder_hidden_states_mask", &n_mask); /* [2, 9] */
+    float *sigma = get_f32(cst, "timestep", NULL);               /* [2] */
+    float *hw = get_f32(cst, "img_hw", NULL);                    /* [tok_h, tok_w] */
+    float *ref = get_f32(cst, "output", NULL);                   /* [2, 24, 64] */
+    float *ref1 = get_f32(cst, "output_sample1_unpadded", &n_out1); /* [1, 24, 64] */
+    const int B = 2, th = (int)hw[0], tw = (int)hw[1], N = th * tw;
+    const int64_t L = n_mask / B, Dj = cfg.joint_attention_dim, C = cfg.in_channels;
+    const int64_t per_out = n_out1;
+    assert_int_equal(n_img_all, B * N * C);
+    assert_int_equal(n_txt_all, B * L * Dj);
+    int txt_len[2] = {0, 0};
+    for (int b = 0; b < B; b++)
+        for (int64_t j = 0; j < L; j++) txt_len[b] += mask[b * L + j] != 0.0f;
+    printf("  grid %dx%d, L %lld, txt_len {%d, %d}, sigma {%g, %g}\n", th, tw, (long long)L,
+           txt_len[0], txt_len[1], sigma[0], sigma[1]);
+
+    float *d_img = to_backend(be, img, (size_t)n_img_all);
+    float *d_txt = to_backend(be, txt, (size_t)n_txt_all);
+    float *d_out = be->i->alloc(be, (size_t)(B * per_out) * sizeof(float));
+    float *out = malloc((size_t)(B * per_out) * sizeof(float));
+
+    /* batch of 2 with padding; reserve for it and check the high-water mark */
+    uint64_t ws;
+    tu_ok(mold_dit_workspace_bytes(&cfg, N, L, B, &ws), "workspace bytes");
+    const uint64_t base = tr.bytes;
+    tr.peak = base;
+    const int allocs_before = tr.n_alloc;
+    double t0 = now_s();
+    tu_ok(mold_dit_forward(dit, B, d_img, th, tw, d_txt, txt_len, L, sigma, d_out), "forward");
+    double t1 = now_s();
+    printf("  workspace %llu bytes, high-water mark over the forward %llu bytes, %d alloc(s)\n",
+           (unsigned long long)ws, (unsigned long long)(tr.peak - base),
+           tr.n_alloc - allocs_before);
+    assert_true(tr.peak - base == ws);
+    assert_int_equal(tr.n_alloc - allocs_before, 1);
+    tu_ok(be->i->download(be, out, d_out, (size_t)(B * per_out) * sizeof(float)), "download");
+    char what[160];
+    for (int b = 0; b < B; b++) {
+        snprintf(what, sizeof what, "%s output[%d]", fixture, b);
+        tu_check_close(what, out + b * per_out, ref + b * per_out, (size_t)per_out, TOL);
+    }
+
+    /* a second forward allocates nothing; time it (warm) */
+    const int allocs_mid = tr.n_alloc;
+    double t2 = now_s();
+    tu_ok(mold_dit_forward(dit, B, d_img, th, tw, d_txt, txt_len, L, sigma, d_out), "forward 2");
+    double t3 = now_s();
+    assert_int_equal(tr.n_alloc, allocs_mid);
+    printf("  CPU forward (batch %d, %d img + %lld txt tokens): first %.2f ms, warm %.2f ms\n", B,
+           N, (long long)L, (t1 - t0) * 1e3, (t3 - t2) * 1e3);
+
+    /* sample 1 alone with only its valid tokens, inside the same reservation */
+    const int len1 = txt_len[1];
+    float *d_out1 = be->i->alloc(be, (size_t)per_out * sizeof(float));
+    tu_ok(mold_dit_forward(dit, 1, d_img + N * C, th, tw, d_txt + L * Dj, &len1, len1, &sigma[1],
+                           d_out1),
+          "forward sample 1 alone");
+    tu_ok(be->i->download(be, out, d_out1, (size_t)per_out * sizeof(float)), "download");
+    snprintf(what, sizeof what, "%s sample 1 unpadded vs output_sample1_unpadded", fixture);
+    tu_check_close(what, out, ref1, (size_t)per_out, TOL);
+    snprintf(what, sizeof what, "%s sample 1 unpadded vs output[1]", fixture);
+    tu_check_close(what, out, ref + per_out, (size_t)per_out, TOL);
+
+    /* a larger shape than reserved is refused, not reallocated */
+    tu_expect_error(mold_dit_forward(dit, 3, d_img, th, tw, d_txt, txt_len, L, sigma, d_out),
+                    MOLD_E_RANGE, "reservation", "batch above the reservation");
+
+    be->i->free(be, d_out1);
+    be->i->free(be, d_img);
+    be->i->free(be, d_txt);
+    be->i->free(be, d_out);
+    mold_dit_free(dit);
+    assert_int_equal(tr.n_live, 0); /* everything the model allocated came back */
+    be->i = tr.orig;
+    mold_backend_free(be);
+    mold_safetensors_close(wst);
+    mold_safetensors_close(cst);
+    free(img); free(txt); free(mask); free(sigma); free(hw); free(ref); free(ref1); free(out);
+}
+
+static void test_tiny(void **state) {
+    (void)state;
+    run_case("qwen-image-tiny");
+}
+
+static void test_hd128(void **state) {
+    (void)state;
+    run_case("qwen-image-hd128");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny),
+        cmocka_unit_test(test_hd128),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
