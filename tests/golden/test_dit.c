@@ -102,6 +102,27 @@ static void run_case(const char *fixture) {
     snprintf(path, sizeof path, "%s/cases/transformer.safetensors", fixture);
     tu_ok(mold_safetensors_open(tu_fixture(path), &cst), "case");
 
+    /* the config derived from tensor shapes (the GGUF path) agrees with
+     * config.json where it can be derived (head dim 128) */
+    mold_tensor_source src0 = mold_source_safetensors(wst);
+    mold_dit_config derived;
+    mold_status dst = mold_dit_config_from_source(&src0, &derived);
+    if (cfg.attention_head_dim == 128) {
+        tu_ok(dst, "config from shapes");
+        assert_int_equal(derived.patch_size, cfg.patch_size);
+        assert_int_equal(derived.in_channels, cfg.in_channels);
+        assert_int_equal(derived.out_channels, cfg.out_channels);
+        assert_int_equal(derived.num_layers, cfg.num_layers);
+        assert_int_equal(derived.attention_head_dim, cfg.attention_head_dim);
+        assert_int_equal(derived.num_attention_heads, cfg.num_attention_heads);
+        assert_int_equal(derived.joint_attention_dim, cfg.joint_attention_dim);
+        for (int a = 0; a < 3; a++)
+            assert_int_equal(derived.axes_dims_rope[a], cfg.axes_dims_rope[a]);
+        printf("  config from tensor shapes == config.json\n");
+    } else {
+        tu_expect_error(dst, MOLD_E_UNSUPPORTED, "axes_dims_rope", "config from shapes");
+    }
+
     mold_backend *be;
     tu_ok(mold_backend_cpu_create(0, &be), "cpu backend");
     track_install(be);
@@ -179,7 +200,9 @@ static void run_case(const char *fixture) {
     tu_check_close(what, out, ref + per_out, (size_t)per_out, TOL);
 
     /* a larger shape than reserved is refused, not reallocated */
-    tu_expect_error(mold_dit_forward(dit, 3, d_img, th, tw, d_txt, txt_len, L, sigma, d_out),
+    const int len3[3] = {txt_len[0], txt_len[1], txt_len[1]};
+    const float sig3[3] = {sigma[0], sigma[1], sigma[1]};
+    tu_expect_error(mold_dit_forward(dit, 3, d_img, th, tw, d_txt, len3, L, sig3, d_out),
                     MOLD_E_RANGE, "reservation", "batch above the reservation");
 
     be->i->free(be, d_out1);

@@ -331,6 +331,70 @@ static void test_modulation_order(void **state) {
     for (int i = 0; i < m.n; i++) free(m.v[i].data);
 }
 
+/* ---- hostile weights: missing tensor, wrong shape, wrong dtype size ---- */
+
+static void test_load_errors(void **state) {
+    (void)state;
+    static mem_source m;
+    memset(&m, 0, sizeof m);
+    build_synthetic(&m);
+    mold_tensor_source src = {mem_find, &m, "synthetic"};
+    mold_dit_config cfg = {.patch_size = 2, .in_channels = SIN, .out_channels = 16,
+                           .num_layers = 1, .attention_head_dim = SD, .num_attention_heads = 1,
+                           .joint_attention_dim = SJ, .axes_dims_rope = {2, 2, 4}};
+    mold_backend *be;
+    tu_ok(mold_backend_cpu_create(1, &be), "cpu backend");
+    mold_dit *dit = (mold_dit *)&m; /* must be reset to NULL on failure */
+
+    /* a block tensor missing late in the load: everything before is released
+     * (ASan/LSan runs of this test check that) */
+    mem_tensor *nk = NULL;
+    for (int i = 0; i < m.n; i++)
+        if (!strcmp(m.v[i].name, "transformer_blocks.0.attn.norm_k.weight")) nk = &m.v[i];
+    assert_non_null(nk);
+    nk->name[0] = 'X';
+    tu_expect_error(mold_dit_load(be, &cfg, &src, &dit), MOLD_E_NOTFOUND,
+                    "'transformer_blocks.0.attn.norm_k.weight' not found", "missing norm_k");
+    assert_null(dit);
+    nk->name[0] = 't';
+
+    /* a matrix with the wrong inner size */
+    mold_tensor *to_v = (mold_tensor *)mem_find(&m, "transformer_blocks.0.attn.to_v.weight");
+    to_v->shape[1] = SD / 2;
+    tu_expect_error(mold_dit_load(be, &cfg, &src, &dit), MOLD_E_FORMAT,
+                    "expected shape [8, 8], got [8, 4]", "to_v shape");
+    to_v->shape[1] = SD;
+
+    /* a config that disagrees with the weights (more layers than stored) */
+    cfg.num_layers = 2;
+    tu_expect_error(mold_dit_load(be, &cfg, &src, &dit), MOLD_E_NOTFOUND,
+                    "transformer_blocks.1.", "extra layer");
+    cfg.num_layers = 1;
+
+    /* deriving the config from shapes: head dim 8 has no known rope axes */
+    mold_dit_config got;
+    tu_expect_error(mold_dit_config_from_source(&src, &got), MOLD_E_UNSUPPORTED,
+                    "axes_dims_rope", "config from shapes, head dim 8");
+
+    /* success after all that, then forward-argument errors */
+    tu_ok(mold_dit_load(be, &cfg, &src, &dit), "load");
+    float *buf = be->i->alloc(be, 4096);
+    const int len[1] = {5};
+    const float sig[1] = {0.5f};
+    tu_expect_error(mold_dit_forward(dit, 1, buf, 1, 2, buf, len, 3, sig, buf), MOLD_E_RANGE,
+                    "txt_len[0]: expected 0..3, got 5", "txt_len > n_txt");
+    const float nan_sig[1] = {NAN};
+    const int len_ok[1] = {3};
+    tu_expect_error(mold_dit_forward(dit, 1, buf, 1, 2, buf, len_ok, 3, nan_sig, buf),
+                    MOLD_E_INVALID, "sigma[0]", "NaN sigma");
+    tu_expect_error(mold_dit_forward(dit, 1, buf, 0, 2, buf, len_ok, 3, sig, buf), MOLD_E_RANGE,
+                    "token grid", "empty grid");
+    be->i->free(be, buf);
+    mold_dit_free(dit);
+    mold_backend_free(be);
+    for (int i = 0; i < m.n; i++) free(m.v[i].data);
+}
+
 /* ---- config and shape errors ---- */
 
 static void test_errors(void **state) {
@@ -366,6 +430,7 @@ int main(void) {
         cmocka_unit_test(test_rope_positions),
         cmocka_unit_test(test_rope_angles),
         cmocka_unit_test(test_modulation_order),
+        cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
