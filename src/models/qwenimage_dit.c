@@ -822,7 +822,7 @@ static mold_status key_mask(mold_dit *d, const int *txt_len, const dit_shape *s,
     return MOLD_OK;
 }
 
-static mold_status check_forward_args(const mold_dit *d, int batch, const float *img, int tok_h,
+static mold_status check_forward_args(int batch, const float *img, int tok_h,
                                       int tok_w, const float *txt, const int *txt_len,
                                       int64_t n_txt, const float *sigma, const float *out) {
     if (!img || !txt || !txt_len || !sigma || !out)
@@ -845,7 +845,7 @@ mold_status mold_dit_forward(mold_dit *d, int batch, const float *img, int tok_h
                              const float *txt, const int *txt_len, int64_t n_txt,
                              const float *sigma, float *out) {
     if (!d) return MOLD_ERR(MOLD_E_INVALID, "NULL model");
-    MOLD_TRY(check_forward_args(d, batch, img, tok_h, tok_w, txt, txt_len, n_txt, sigma, out));
+    MOLD_TRY(check_forward_args(batch, img, tok_h, tok_w, txt, txt_len, n_txt, sigma, out));
     const int64_t N = (int64_t)tok_h * tok_w, D = d->dim;
     if (!d->ws) MOLD_TRY(mold_dit_reserve(d, batch, N, n_txt));
     if (batch > d->ws_batch || N > d->ws_img || n_txt > d->ws_txt)

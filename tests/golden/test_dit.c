@@ -228,10 +228,91 @@ static void test_hd128(void **state) {
     run_case("qwen-image-hd128");
 }
 
+/* The hd128 pipeline case (112x80 px -> an odd 7x5 token grid, diffusers
+ * centring) gives the DiT's inputs and outputs at both denoising steps:
+ * cond/uncond predictions from noise_packed (step 0) and latents_step0
+ * (step 1). Timesteps from cases/manifest.json; the pipeline feeds t/1000.
+ * Also run as one batch of 2 (negative prompt padded to the prompt length),
+ * the layout the pipeline uses for batched true CFG. */
+static void test_hd128_pipeline_steps(void **state) {
+    (void)state;
+    mold_dit_config cfg;
+    tu_ok(mold_dit_config_load(tu_fixture("qwen-image-hd128/model/transformer/config.json"), &cfg),
+          "config");
+    mold_safetensors *wst, *cst;
+    tu_ok(mold_safetensors_open(tu_fixture("qwen-image-hd128/model/transformer"), &wst), "weights");
+    tu_ok(mold_safetensors_open(tu_fixture("qwen-image-hd128/cases/pipeline.safetensors"), &cst),
+          "case");
+    mold_backend *be;
+    tu_ok(mold_backend_cpu_create(0, &be), "cpu backend");
+    mold_tensor_source src = mold_source_safetensors(wst);
+    mold_dit *dit;
+    tu_ok(mold_dit_load(be, &cfg, &src, &dit), "load");
+
+    const int th = 112 / 16, tw = 80 / 16, N = th * tw, C = 64;
+    const float sig[2] = {1000.0f / 1000.0f, 19.999980926513672f / 1000.0f};
+    int64_t n_pos, n_neg;
+    float *pos = get_f32(cst, "prompt_embeds", &n_pos);   /* [1, Lp, Dj] */
+    float *neg = get_f32(cst, "negative_embeds", &n_neg); /* [1, Ln, Dj] */
+    const int64_t Dj = cfg.joint_attention_dim, Lp = n_pos / Dj, Ln = n_neg / Dj;
+    const int64_t Lmax = Lp > Ln ? Lp : Ln;
+    /* [2, Lmax, Dj]: prompt then negative, each right-padded with zeros */
+    float *txt2 = calloc((size_t)(2 * Lmax * Dj), sizeof(float));
+    memcpy(txt2, pos, (size_t)n_pos * sizeof(float));
+    memcpy(txt2 + Lmax * Dj, neg, (size_t)n_neg * sizeof(float));
+    float *d_txt = to_backend(be, txt2, (size_t)(2 * Lmax * Dj));
+    tu_ok(mold_dit_reserve(dit, 2, N, Lmax), "reserve");
+    float *d_img = be->i->alloc(be, (size_t)(2 * N * C) * sizeof(float));
+    float *d_out = be->i->alloc(be, (size_t)(2 * N * C) * sizeof(float));
+    float *out = malloc((size_t)(2 * N * C) * sizeof(float));
+    printf("  grid %dx%d, L prompt %lld, L negative %lld\n", th, tw, (long long)Lp, (long long)Ln);
+
+    for (int step = 0; step < 2; step++) {
+        float *x = get_f32(cst, step == 0 ? "noise_packed" : "latents_step0", NULL);
+        char name[64], what[128];
+        snprintf(name, sizeof name, "noise_pred_cond_step%d", step);
+        float *ref_c = get_f32(cst, name, NULL);
+        snprintf(name, sizeof name, "noise_pred_uncond_step%d", step);
+        float *ref_u = get_f32(cst, name, NULL);
+        tu_ok(be->i->upload(be, d_img, x, (size_t)(N * C) * sizeof(float)), "upload");
+        tu_ok(be->i->upload(be, d_img + N * C, x, (size_t)(N * C) * sizeof(float)), "upload");
+        /* one sample at a time, unpadded */
+        const int lp = (int)Lp, ln = (int)Ln;
+        tu_ok(mold_dit_forward(dit, 1, d_img, th, tw, d_txt, &lp, Lp, &sig[step], d_out), "cond");
+        tu_ok(mold_dit_forward(dit, 1, d_img, th, tw, d_txt + Lmax * Dj, &ln, Ln, &sig[step],
+                               d_out + N * C),
+              "uncond");
+        tu_ok(be->i->download(be, out, d_out, (size_t)(2 * N * C) * sizeof(float)), "download");
+        snprintf(what, sizeof what, "step %d cond", step);
+        tu_check_close(what, out, ref_c, (size_t)(N * C), TOL);
+        snprintf(what, sizeof what, "step %d uncond", step);
+        tu_check_close(what, out + N * C, ref_u, (size_t)(N * C), TOL);
+        /* batched CFG: [cond, uncond] in one forward with padded text */
+        const int lens[2] = {lp, ln};
+        const float sigs[2] = {sig[step], sig[step]};
+        tu_ok(mold_dit_forward(dit, 2, d_img, th, tw, d_txt, lens, Lmax, sigs, d_out), "batch");
+        tu_ok(be->i->download(be, out, d_out, (size_t)(2 * N * C) * sizeof(float)), "download");
+        snprintf(what, sizeof what, "step %d cond (batch 2)", step);
+        tu_check_close(what, out, ref_c, (size_t)(N * C), TOL);
+        snprintf(what, sizeof what, "step %d uncond (batch 2, padded)", step);
+        tu_check_close(what, out + N * C, ref_u, (size_t)(N * C), TOL);
+        free(x); free(ref_c); free(ref_u);
+    }
+    be->i->free(be, d_img);
+    be->i->free(be, d_txt);
+    be->i->free(be, d_out);
+    mold_dit_free(dit);
+    mold_backend_free(be);
+    mold_safetensors_close(wst);
+    mold_safetensors_close(cst);
+    free(pos); free(neg); free(txt2); free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiny),
         cmocka_unit_test(test_hd128),
+        cmocka_unit_test(test_hd128_pipeline_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
