@@ -6,6 +6,7 @@ set(MOLD_FIXTURES ${CMAKE_SOURCE_DIR}/tests/fixtures)
 
 add_library(mold_testutil STATIC ${CMAKE_SOURCE_DIR}/tests/testutil.c)
 target_link_libraries(mold_testutil PUBLIC mold_core PkgConfig::CMOCKA)
+target_include_directories(mold_testutil PUBLIC ${CMAKE_SOURCE_DIR}/tests)
 target_compile_definitions(mold_testutil PUBLIC
   MOLD_TEST_FIXTURES="${MOLD_FIXTURES}"
   MOLD_TEST_BUILD_DIR="${CMAKE_BINARY_DIR}"
