@@ -18,9 +18,9 @@
  *
  * Batches are processed together: every row-wise op (matmul, norm, SwiGLU,
  * RoPE with per-row tables) runs on all B*T rows at once; only attention runs
- * per sample. Padding follows transformers exactly: position ids are
- * cumsum(mask) - 1 for valid tokens and 1 for padded ones, padded keys are
- * excluded, padded queries are still computed.
+ * per sample. Padding follows transformers 5.17 exactly: token t of a row
+ * sits at position t (cumsum(mask) - 1 for right-padded valid tokens),
+ * padded keys are excluded, padded queries are still computed.
  *
  * Ownership: the encoder borrows the backend and the tensor source's
  * container (the CPU backend keeps views into the mmap). Weight matrices are
@@ -382,16 +382,18 @@ static mold_status check_inputs(const mold_text_config *c, const int32_t *ids,
 }
 
 /* Fills host tables for B*T rows: cos/sin (M, D/2) at each row's position
- * and valid (M). Positions as transformers get_rope_index (text only):
- * cumsum(mask) - 1, i.e. the column for a right-padded valid token, and 1
- * for padded tokens. Angles in f32 as transformers computes them:
- * inv_freq[j] = 1 / theta^(2j/D) (f32 pow), angle = f32(pos * inv_freq[j]). */
+ * and valid (M). Every token sits at its column t: for the valid tokens of a
+ * right-padded row this is transformers' cumsum(mask) - 1; for padded tokens
+ * it is what transformers 5.17 (the fixtures' version) uses for text-only
+ * input (4.x put them at 1; padded rows are discarded by every consumer).
+ * Angles in f32 as transformers computes them: inv_freq[j] = 1 / theta^(2j/D)
+ * (f32 pow), angle = f32(pos * inv_freq[j]). */
 static void fill_rope_tables(const mold_text_config *c, const int32_t *mask, int B, int T,
                              float *cos_t, float *sin_t, float *valid) {
     int64_t half = c->head_dim / 2;
     for (int64_t r = 0; r < (int64_t)B * T; r++) {
         bool is_valid = !mask || mask[r] == 1;
-        float pos = is_valid ? (float)(r % T) : 1.0f;
+        float pos = (float)(r % T);
         valid[r] = is_valid ? 1.0f : 0.0f;
         for (int64_t j = 0; j < half; j++) {
             float expo = (float)(2 * j) / (float)c->head_dim;

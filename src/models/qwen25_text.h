@@ -60,10 +60,11 @@ const mold_text_config *mold_text_encoder_config(const mold_text_encoder *te);
 
 /* Runs the model on ids [B, T] (host memory).
  *   mask: host [B, T] of 0/1 or NULL (all valid). Rows must be right-padded
- *         (ones then zeros) with at least one valid token. As in transformers,
- *         valid token t sits at position t, padded tokens at position 1, and
- *         padded tokens are excluded from every query's keys; padded rows are
- *         still computed (they attend to the valid tokens).
+ *         (ones then zeros) with at least one valid token. As in transformers
+ *         5.17, token t of a row sits at position t, padded tokens are
+ *         excluded from every query's keys, and padded rows are still
+ *         computed (they attend to the valid tokens), so the whole [B, T, H]
+ *         output matches the reference.
  *   hidden_last: host [B, T, hidden] f32, the output after the final norm
  *         (transformers hidden_states[-1]).
  *   hidden_layer1: host [B, T, hidden] f32 or NULL: the output of decoder

@@ -421,8 +421,8 @@ static void test_bad_inputs(void **state) {
                     "id out of range");
     tu_expect_error(mold_text_encoder_forward(m.te, ids, left_pad, 1, 4, out, NULL),
                     MOLD_E_INVALID, "at least one valid token", "left padding");
-    tu_expect_error(mold_text_encoder_forward(m.te, ids, holes, 2, 2, out, NULL),
-                    MOLD_E_INVALID, "mask row 0", "hole in mask");
+    tu_expect_error(mold_text_encoder_forward(m.te, ids, holes, 1, 4, out, NULL),
+                    MOLD_E_INVALID, "mask row 0: expected right padding", "hole in mask");
     tu_expect_error(mold_text_encoder_forward(m.te, ids, twos, 1, 4, out, NULL),
                     MOLD_E_INVALID, "mask[0][1]: expected 0 or 1, got 2", "mask value");
     tu_expect_error(mold_text_encoder_forward(m.te, ids, NULL, 0, 4, out, NULL),
