@@ -59,16 +59,16 @@ FAIL=0
 echo "== 1. test_cuda_ops (CUDA vs CPU, every op)"
 "$BIN/test_cuda_ops" || FAIL=1
 
+echo "== 2. cuda_check (real sizes, CUDA vs CPU)"
+"$BIN/cuda_check" $QUICK || FAIL=1
+
 if [ "$SANITIZE" = 1 ]; then
-    echo "== 1b. compute-sanitizer memcheck test_cuda_ops"
+    echo "== 2b. compute-sanitizer memcheck test_cuda_ops"
     compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/test_cuda_ops" >/tmp/sanitizer.log 2>&1
     rc=$?
     grep -E "ERROR SUMMARY|Invalid|out of bounds" /tmp/sanitizer.log | head -20
     [ $rc = 0 ] || { echo "gpu-check: compute-sanitizer rc=$rc"; tail -40 /tmp/sanitizer.log; FAIL=1; }
 fi
-
-echo "== 2. cuda_check (real sizes, CUDA vs CPU)"
-"$BIN/cuda_check" $QUICK || FAIL=1
 
 if [ "$GOLDEN" = 1 ] && [ "$LOCAL_BUILD" = 1 ]; then
     echo "== 3. golden tests on CUDA"
