@@ -105,6 +105,9 @@ static void *be_alloc(mold_backend *be, size_t bytes) {
                  bytes, cb->device, free_b, total_b, cudaGetErrorString(e));
         return NULL;
     }
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b - free_b > cb->peak_used)
+        cb->peak_used = total_b - free_b;
     return p;
 }
 
@@ -288,6 +291,21 @@ static mold_status be_upload_f32(mold_backend *be, const mold_tensor *t, float *
     return MOLD_OK;
 }
 
+/* Device-wide figures (cudaMemGetInfo): what the process and the context
+ * hold, which is what limits a plan; the peak is sampled after each alloc. */
+static mold_status be_memory_stats(mold_backend *be, uint64_t *in_use, uint64_t *peak,
+                                   uint64_t *dev_free, uint64_t *dev_total) {
+    cuda_backend *cb = cuda_of(be);
+    size_t free_b = 0, total_b = 0;
+    MOLD_CUDA_CHECK(cb, cudaMemGetInfo(&free_b, &total_b));
+    if (total_b - free_b > cb->peak_used) cb->peak_used = total_b - free_b;
+    *in_use = total_b - free_b;
+    *peak = cb->peak_used;
+    *dev_free = free_b;
+    *dev_total = total_b;
+    return MOLD_OK;
+}
+
 /* ==================================================================== */
 /* ---- benchmark helper ---- */
 /* ==================================================================== */
@@ -373,6 +391,7 @@ static const mold_backend_i CUDA_I = {
     mold_cuda_op_upsample2x,
     mold_cuda_op_cfg_combine,
     mold_cuda_op_count_nonfinite,
+    be_memory_stats,
 };
 
 /* ==================================================================== */
