@@ -6,6 +6,8 @@ set -euo pipefail
 BUILD=${1:-build-fuzz}
 SECONDS_EACH=${2:-20}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# Fixture paths for targets that load one (absolute: the cwd may be anywhere).
+export MOLD_FUZZ_TOKENIZER=${MOLD_FUZZ_TOKENIZER:-$ROOT/tests/fixtures/qwen-image-tiny/model/tokenizer}
 fail=0
 n=0
 for f in "$BUILD"/fuzz_*; do

@@ -28,6 +28,10 @@ typedef struct mold_tokenizer mold_tokenizer;
  * tokenizer.json or vocab.json + merges.txt (+ tokenizer_config.json /
  * added_tokens.json for the added tokens). */
 mold_status mold_tokenizer_load(const char *path, mold_tokenizer **out);
+/* Loads tokenizer.json content from memory (fuzzing, embedded copies); `what`
+ * names it in errors. The buffer is not referenced after the call. */
+mold_status mold_tokenizer_load_json_buf(const void *data, size_t size, const char *what,
+                                         mold_tokenizer **out);
 void mold_tokenizer_free(mold_tokenizer *tok); /* NULL ok */
 
 /* Encodes len bytes of UTF-8 text (may contain NUL). *ids is malloc'd and
