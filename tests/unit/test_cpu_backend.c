@@ -758,6 +758,18 @@ static void test_copy_rows(void **state) {
             assert_true(dst[r * 20 + c] == want);
         }
     printf("  copy_rows: 10 rows of 9 exact, surroundings untouched\n");
+    /* one-float-wide strided copies make a transpose */
+    float *t = zeros(13 * 10);
+    for (int c = 0; c < 13; c++)
+        tu_ok(be->i->copy_rows(be, t + c * 10, 1, src + c, 13, 10, 1), "copy_rows column");
+    for (int r = 0; r < 10; r++)
+        for (int c = 0; c < 13; c++) assert_true(t[c * 10 + r] == src[r * 13 + c]);
+    /* overlapping rows shift in place like memmove */
+    float buf[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    tu_ok(be->i->copy_rows(be, buf + 1, 4, buf, 4, 2, 3), "copy_rows overlap");
+    float want[8] = { 0, 0, 1, 2, 4, 4, 5, 6 };
+    assert_memory_equal(buf, want, sizeof buf);
+    free(t);
     tu_expect_error(be->i->copy_rows(be, dst, 5, src, 13, 2, 9), MOLD_E_INVALID, "strides",
                     "stride < cols");
     free(src); free(dst);
