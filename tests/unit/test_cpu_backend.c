@@ -179,6 +179,17 @@ static void test_matmul(void **state) {
     check_matmul(be, MOLD_Q8_0, 9, 130, 2080, true, 1e-5);  /* K slice rounded to blocks */
     check_matmul(be, MOLD_Q4_K, 4, 33, 1280, false, 1e-5);
     check_matmul(be, MOLD_Q6_K, 3, 17, 512, true, 1e-5);
+    {
+        test_weight tw;
+        tw_make(be, &tw, MOLD_F32, 8, 8);
+        float *xy = zeros(64);
+        tu_expect_error(be->i->matmul(be, xy, xy, 8, &tw.w, NULL), MOLD_E_INVALID, "overlaps",
+                        "matmul in place");
+        tu_expect_error(be->i->conv2d(be, xy + 4, xy, 8, 2, 2, &tw.w, 1, 1, 0, NULL),
+                        MOLD_E_INVALID, "overlaps", "conv2d in place");
+        free(xy);
+        tw_free(be, &tw);
+    }
     mold_backend_free(be);
 }
 
@@ -577,6 +588,8 @@ static void test_attention(void **state) {
     float dummy[8] = { 0 };
     tu_expect_error(be->i->attention(be, dummy, dummy, dummy, dummy, 1, 1, 3, 2, 1, 1.0f, NULL,
                                      false), MOLD_E_INVALID, "hq % hkv", "gqa mismatch");
+    tu_expect_error(be->i->attention(be, dummy, dummy + 4, dummy, dummy + 4, 1, 1, 1, 1, 4, 1.0f,
+                                     NULL, false), MOLD_E_INVALID, "overlaps", "out aliases k");
     mold_backend_free(be);
 }
 

@@ -221,6 +221,9 @@ mold_status mold_cpu_matmul(mold_backend *be, float *y, const float *x, int64_t 
         return MOLD_OK;
     if (!y || !x)
         return MOLD_ERR(MOLD_E_INVALID, "matmul: NULL x or y");
+    if (cpu_overlap(y, m * w->n_out, x, m * w->n_in))
+        return MOLD_ERR(MOLD_E_INVALID, "matmul: y [%lld, %lld] overlaps x (in-place is not supported)",
+                        (long long)m, (long long)w->n_out);
     mm_job job = { .whole = { .y = y, .x = x, .bias = bias, .w = w, .m = m, .n = w->n_out,
                               .k = w->n_in, .kc = mold_cpu_weight_kc(w, MM_KC) },
                    .n_nt = cpu_n_chunks(w->n_out, MM_NT) };
