@@ -15,6 +15,8 @@
 #include "base/fs.h"
 #include "base/log.h"
 #include "engine_impl.h"
+#include "formats/gguf.h"
+#include "models/qwen2_tokenizer_gguf.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -118,8 +120,32 @@ static mold_status component_path(mold_engine *e, const char *override, const ch
     return *out ? MOLD_OK : MOLD_ERR(MOLD_E_NOMEM, "out of memory");
 }
 
+/* Opens the text encoder's container if it is not open yet (the tokenizer
+ * of a GGUF text encoder lives in its metadata). */
+static mold_status open_text_container(mold_engine *e) {
+    if (e->c_text.path) return MOLD_OK;
+    char *path;
+    MOLD_TRY(component_path(e, e->opt.text_encoder_path, e->md.text_encoder_dir, "text_encoder",
+                            &path));
+    mold_status st = mold_container_open(path, &e->c_text);
+    free(path);
+    return st;
+}
+
+static int has_gguf_suffix(const char *p) {
+    size_t n = p ? strlen(p) : 0;
+    return n >= 5 && !strcmp(p + n - 5, ".gguf");
+}
+
+/* Tokenizer files (--tokenizer, <model>/tokenizer) win; without them a GGUF
+ * text encoder's tokenizer.ggml.* metadata is used (issue 8). */
 mold_status mold_engine_need_tokenizer(mold_engine *e) {
     if (e->tok) return MOLD_OK;
+    if (!e->opt.tokenizer_path && !e->md.tokenizer_dir &&
+        has_gguf_suffix(e->opt.text_encoder_path)) {
+        MOLD_TRY(open_text_container(e));
+        if (e->c_text.gguf) return mold_tokenizer_from_gguf(e->c_text.gguf, &e->tok);
+    }
     char *path;
     MOLD_TRY(component_path(e, e->opt.tokenizer_path, e->md.tokenizer_dir, "tokenizer", &path));
     mold_status st = mold_tokenizer_load(path, &e->tok);
@@ -129,14 +155,16 @@ mold_status mold_engine_need_tokenizer(mold_engine *e) {
 
 mold_status mold_engine_need_text(mold_engine *e) {
     if (e->te) return MOLD_OK;
-    char *path;
-    MOLD_TRY(component_path(e, e->opt.text_encoder_path, e->md.text_encoder_dir, "text_encoder",
-                            &path));
     double t0 = now_ms();
-    mold_status st = mold_container_open(path, &e->c_text);
-    free(path);
-    if (st == MOLD_OK && !e->md.has_text)
+    mold_status st = open_text_container(e);
+    /* A GGUF text encoder carries its own hyper-parameters; they become the
+     * engine's effective text config (md.text is what generate.c reads). */
+    if (st == MOLD_OK && e->c_text.gguf) {
+        st = mold_gguf_text_config(e->c_text.gguf, &e->md.text);
+        if (st == MOLD_OK) e->md.has_text = true;
+    } else if (st == MOLD_OK && !e->md.has_text) {
         st = MOLD_ERR(MOLD_E_NOTFOUND, "text_encoder: no config.json (give a model directory)");
+    }
     if (st == MOLD_OK) st = mold_text_encoder_load(e->be, &e->md.text, &e->c_text.src, &e->te);
     if (st != MOLD_OK) {
         mold_container_close(&e->c_text);
@@ -155,8 +183,14 @@ mold_status mold_engine_need_dit(mold_engine *e) {
     double t0 = now_ms();
     mold_status st = mold_container_open(path, &e->c_dit);
     free(path);
-    if (st == MOLD_OK && !e->md.has_dit)
+    /* GGUF transformers store no config: without config.json derive it from
+     * the tensor shapes (it becomes the effective md.dit) */
+    if (st == MOLD_OK && !e->md.has_dit && e->c_dit.gguf) {
+        st = mold_dit_config_from_source(&e->c_dit.src, &e->md.dit);
+        if (st == MOLD_OK) e->md.has_dit = true;
+    } else if (st == MOLD_OK && !e->md.has_dit) {
         st = MOLD_ERR(MOLD_E_NOTFOUND, "transformer: no config.json (give a model directory)");
+    }
     if (st == MOLD_OK) st = mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit);
     if (st != MOLD_OK) {
         mold_container_close(&e->c_dit);
