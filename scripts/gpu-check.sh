@@ -8,6 +8,8 @@
 #   --quick      smaller weight-upload figure in cuda_check.
 #   --sanitize   also run test_cuda_ops under compute-sanitizer (memcheck).
 #   --no-golden  skip the golden tests.
+#   --peers      also time PyTorch's SDPA / linear / conv2d at the same sizes
+#                (scripts/torch_peers.py; needs python3 with torch).
 #
 # Runs, in order:
 #   1. test_cuda_ops: every op, CUDA vs the CPU backend, small odd shapes;
@@ -21,13 +23,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=""; QUICK=""; SANITIZE=0; GOLDEN=1
+BIN=""; QUICK=""; SANITIZE=0; GOLDEN=1; PEERS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift 2 ;;
         --quick) QUICK="--quick"; shift ;;
         --sanitize) SANITIZE=1; shift ;;
         --no-golden) GOLDEN=0; shift ;;
+        --peers) PEERS=1; shift ;;
         *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -62,12 +65,24 @@ echo "== 1. test_cuda_ops (CUDA vs CPU, every op)"
 echo "== 2. cuda_check (real sizes, CUDA vs CPU)"
 "$BIN/cuda_check" $QUICK || FAIL=1
 
+if [ "$PEERS" = 1 ]; then
+    echo "== 2a. PyTorch peers (same sizes)"
+    python3 scripts/torch_peers.py || echo "gpu-check: torch peers failed (not counted)"
+fi
+
 if [ "$SANITIZE" = 1 ]; then
     echo "== 2b. compute-sanitizer memcheck test_cuda_ops"
-    compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/test_cuda_ops" >/tmp/sanitizer.log 2>&1
+    SLOG=${OUT:-/tmp}/sanitizer.log
+    compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/test_cuda_ops" >"$SLOG" 2>&1
     rc=$?
-    grep -E "ERROR SUMMARY|Invalid|out of bounds" /tmp/sanitizer.log | head -20
-    [ $rc = 0 ] || { echo "gpu-check: compute-sanitizer rc=$rc"; tail -40 /tmp/sanitizer.log; FAIL=1; }
+    grep -E "ERROR SUMMARY|Invalid|out of bounds" "$SLOG" | head -20
+    [ $rc = 0 ] || { echo "gpu-check: compute-sanitizer rc=$rc (log: $SLOG)"; grep -A12 -m1 "Invalid" "$SLOG"; FAIL=1; }
+    echo "== 2c. compute-sanitizer racecheck (attention tests: shared-memory hazards)"
+    MOLD_CUDA_TEST_FILTER=test_attention compute-sanitizer --tool racecheck --error-exitcode 9 \
+        "$BIN/test_cuda_ops" >"${SLOG%.log}-race.log" 2>&1
+    rc=$?
+    grep -E "RACECHECK SUMMARY|ERROR SUMMARY|hazard" "${SLOG%.log}-race.log" | head -10
+    [ $rc = 0 ] || { echo "gpu-check: racecheck rc=$rc"; FAIL=1; }
 fi
 
 if [ "$GOLDEN" = 1 ] && [ "$LOCAL_BUILD" = 1 ]; then

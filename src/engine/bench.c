@@ -66,7 +66,7 @@ static mold_status timed_load(mold_engine *e, mold_status (*need)(mold_engine *)
 
 static mold_status bench_encode(mold_engine *e, const mold_bench_options *o,
                                 mold_bench_report *r) {
-    size_t plen = (size_t)o->text_tokens * 2;
+    size_t plen = (size_t)(o->encode_words > 0 ? o->encode_words : o->text_tokens) * 2;
     char *prompt = malloc(plen + 1);
     if (!prompt) return MOLD_ERR(MOLD_E_NOMEM, "bench: out of memory");
     for (size_t i = 0; i < plen; i += 2) memcpy(prompt + i, " a", 2);

@@ -30,6 +30,9 @@
 mold_status mold_cuda_bench_gemm(mold_backend *be, int64_t m, int64_t n, int64_t k, int iters,
                                  double *median_ms);
 void mold_cuda_attention_force_gemm(int on);
+void mold_cuda_attention_set_variant(int v);
+mold_status mold_cuda_bench_h2d(mold_backend *be, size_t bytes, double *pinned_gbps,
+                                double *pageable_gbps);
 
 static mold_backend *G, *C; /* CUDA, CPU */
 static int g_failed;
@@ -221,7 +224,10 @@ static void at_run(void *p) {
 
 /* Joint attention over s tokens (the last n_pad keys masked out like text
  * padding); CPU reference on two of the heads. */
-static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm) {
+static const char *const FA_VARIANTS[] = {"4w ldm", "4w lds", "8w lds", "8w ldm"};
+
+static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm,
+                            int variant) {
     int64_t n = s * h * d;
     float *qh = host_rand(n), *kh = host_rand(n), *vh = host_rand(n);
     float *valid = malloc((size_t)s * 4);
@@ -229,8 +235,10 @@ static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int 
     at_ctx c = {G->i->alloc(G, (size_t)n * 4), dev_upload(G, qh, n), dev_upload(G, kh, n),
                 dev_upload(G, vh, n), dev_upload(G, valid, s), s, h, d};
     mold_cuda_attention_force_gemm(gemm);
+    mold_cuda_attention_set_variant(variant);
     double ms = time_ms(at_run, &c, 3);
     mold_cuda_attention_force_gemm(0);
+    mold_cuda_attention_set_variant(0);
     float *og = dev_download(G, c.o, n);
     /* two heads (0 and h-1) as a 2-head problem on the CPU */
     int64_t hs[2] = {0, h - 1}, n2 = s * 2 * d;
@@ -249,8 +257,8 @@ static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int 
         "cpu attention");
     float *ref = dev_download(C, oc, n2);
     char shape[64], rate[32];
-    snprintf(shape, sizeof shape, "S=%lld %lldx%lld pad %lld%s", (long long)s, (long long)h,
-             (long long)d, (long long)n_pad, gemm ? " [gemm]" : " [flash]");
+    snprintf(shape, sizeof shape, "S=%lld %lldx%lld pad %lld [%s]", (long long)s, (long long)h,
+             (long long)d, (long long)n_pad, gemm ? "gemm" : FA_VARIANTS[variant]);
     snprintf(rate, sizeof rate, "%.0f TFLOP/s", 4.0 * s * s * d * h / (ms * 1e-3) / 1e12);
     row("attention", shape, ms, rate, rel_err(g2, ref, n2), 1e-2);
     free(qh); free(kh); free(vh); free(valid); free(og);
@@ -392,13 +400,19 @@ int main(int argc, char **argv) {
         wboth_free(&w);
     }
 
+    {
+        double pinned = 0, pageable = 0;
+        die(mold_cuda_bench_h2d(G, (size_t)128 << 20, &pinned, &pageable), "bench h2d");
+        snprintf(rate, sizeof rate, "%.1f / %.1f GB/s", pinned, pageable);
+        row("h2d pinned / pageable", "128 MiB cudaMemcpyAsync", 0, rate, -1, 0);
+    }
     check_matmul(MOLD_BF16, S_IMG, D, F, 64);  /* FFN up */
     check_matmul(MOLD_BF16, S_IMG, F, D, 64);  /* FFN down */
     check_matmul(MOLD_BF16, S_IMG, D, D, 64);  /* attention projections */
     check_matmul(MOLD_Q4_K, S_IMG, D, F, 64);
     check_matmul(MOLD_Q8_0, S_IMG, D, F, 64);
-    check_attention(S, 24, 128, 20, 0);
-    check_attention(S, 24, 128, 20, 1);
+    for (int v = 0; v < 4; v++) check_attention(S, 24, 128, 20, 0, v);
+    check_attention(S, 24, 128, 20, 1, 0);
     check_conv(96, 1328, 1328, 96);
     check_ew(0, "layer_norm_modulate", S_IMG, D, 8);
     check_ew(1, "gelu_tanh", S_IMG, F, 8);

@@ -175,9 +175,21 @@ static void test_matmul(void **state) {
     check_matmul(be, MOLD_BF16, 1, 300, 2500, true, 1e-5);  /* gemv path */
     check_matmul(be, MOLD_F32, 2, 300, 1500, true, 1e-5);   /* gemv path, f32 in place */
     check_matmul(be, MOLD_F16, 19, 130, 1100, true, 1e-5);
+    check_matmul(be, MOLD_BF16, 1100, 70, 96, true, 1e-5);   /* several row blocks */
     check_matmul(be, MOLD_Q8_0, 9, 130, 2080, true, 1e-5);  /* K slice rounded to blocks */
     check_matmul(be, MOLD_Q4_K, 4, 33, 1280, false, 1e-5);
     check_matmul(be, MOLD_Q6_K, 3, 17, 512, true, 1e-5);
+    {
+        test_weight tw;
+        tw_make(be, &tw, MOLD_F32, 8, 8);
+        float *xy = zeros(64);
+        tu_expect_error(be->i->matmul(be, xy, xy, 8, &tw.w, NULL), MOLD_E_INVALID, "overlaps",
+                        "matmul in place");
+        tu_expect_error(be->i->conv2d(be, xy + 4, xy, 8, 2, 2, &tw.w, 1, 1, 0, NULL),
+                        MOLD_E_INVALID, "overlaps", "conv2d in place");
+        free(xy);
+        tw_free(be, &tw);
+    }
     mold_backend_free(be);
 }
 
@@ -344,7 +356,7 @@ static test_weight g_tw;
 static float *g_x, *g_q, *g_k, *g_v, *g_mask, *g_bias;
 
 static void run_matmul(mold_backend *be, float *out) {
-    tu_ok(be->i->matmul(be, out, g_x, 70, &g_tw.w, g_bias), "matmul");
+    tu_ok(be->i->matmul(be, out, g_x, 600, &g_tw.w, g_bias), "matmul");
 }
 static void run_attention(mold_backend *be, float *out) {
     tu_ok(be->i->attention(be, out, g_q, g_k, g_v, 150, 300, 6, 2, 40, 0.15f, g_mask, true), "attn");
@@ -378,9 +390,9 @@ static void test_threads_identical(void **state) {
     seed(4);
     mold_backend *be = make_be(1);
     tw_make(be, &g_tw, MOLD_BF16, 300, 2500);
-    g_x = rnd(70 * 2500);
+    g_x = rnd(600 * 2500);
     g_bias = rnd(300);
-    check_threads("matmul bf16 70x2500x300", run_matmul, 70 * 300);
+    check_threads("matmul bf16 600x2500x300", run_matmul, 600 * 300);
     tw_free(be, &g_tw);
     free(g_x);
 
@@ -576,6 +588,8 @@ static void test_attention(void **state) {
     float dummy[8] = { 0 };
     tu_expect_error(be->i->attention(be, dummy, dummy, dummy, dummy, 1, 1, 3, 2, 1, 1.0f, NULL,
                                      false), MOLD_E_INVALID, "hq % hkv", "gqa mismatch");
+    tu_expect_error(be->i->attention(be, dummy, dummy + 4, dummy, dummy + 4, 1, 1, 1, 1, 4, 1.0f,
+                                     NULL, false), MOLD_E_INVALID, "overlaps", "out aliases k");
     mold_backend_free(be);
 }
 
@@ -757,6 +771,18 @@ static void test_copy_rows(void **state) {
             assert_true(dst[r * 20 + c] == want);
         }
     printf("  copy_rows: 10 rows of 9 exact, surroundings untouched\n");
+    /* one-float-wide strided copies make a transpose */
+    float *t = zeros(13 * 10);
+    for (int c = 0; c < 13; c++)
+        tu_ok(be->i->copy_rows(be, t + c * 10, 1, src + c, 13, 10, 1), "copy_rows column");
+    for (int r = 0; r < 10; r++)
+        for (int c = 0; c < 13; c++) assert_true(t[c * 10 + r] == src[r * 13 + c]);
+    /* overlapping rows shift in place like memmove */
+    float buf[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    tu_ok(be->i->copy_rows(be, buf + 1, 4, buf, 4, 2, 3), "copy_rows overlap");
+    float want[8] = { 0, 0, 1, 2, 4, 4, 5, 6 };
+    assert_memory_equal(buf, want, sizeof buf);
+    free(t);
     tu_expect_error(be->i->copy_rows(be, dst, 5, src, 13, 2, 9), MOLD_E_INVALID, "strides",
                     "stride < cols");
     free(src); free(dst);

@@ -239,6 +239,8 @@ mold_status mold_cpu_attention(mold_backend *be, float *out, const float *q, con
         return MOLD_OK;
     if (!out || !q || (skv > 0 && (!k || !v)))
         return MOLD_ERR(MOLD_E_INVALID, "attention: NULL q, k, v or out");
+    if (cpu_overlap(out, sq * hq * d, k, skv * hkv * d) || cpu_overlap(out, sq * hq * d, v, skv * hkv * d))
+        return MOLD_ERR(MOLD_E_INVALID, "attention: out overlaps k or v");
     attn_ctx c = { .out = out, .q = q, .k = k, .v = v, .key_valid = key_valid, .sq = sq,
                    .skv = skv, .hq = hq, .hkv = hkv, .d = d, .n_qb = cpu_n_chunks(sq, AT_BQ),
                    .scale = scale, .causal = causal };

@@ -18,6 +18,10 @@
  * n_threads x 4 MiB, independent of model or image size. Activations and
  * weights are owned by the caller (alloc()/weight_upload()).
  *
+ * Concurrency: like a CUDA stream, one backend instance is driven by one
+ * thread at a time (the scratch areas are per instance, not per caller);
+ * separate instances may run concurrently.
+ *
  * Matrix products go through OpenBLAS cblas_sgemm, forced to one thread
  * (openblas_set_num_threads(1) at create) so that parallelism — and therefore
  * the summation order — is ours.
@@ -54,6 +58,12 @@ void mold_cpu_parallel(cpu_backend *cb, int64_t n_tasks, cpu_task_fn fn, void *c
 /* Splits n elements into fixed chunks of `chunk` elements (shape-only, so
  * deterministic) and returns the chunk count. */
 static inline int64_t cpu_n_chunks(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
+
+/* True when float ranges [a, a+na) and [b, b+nb) share memory: ops whose
+ * output cannot alias an input (matmul, conv2d, attention k/v) refuse it. */
+static inline bool cpu_overlap(const float *a, int64_t na, const float *b, int64_t nb) {
+    return a && b && na > 0 && nb > 0 && a < b + nb && b < a + na;
+}
 
 /* ---- weights (cpu_matmul.c) ---- */
 /* True when 2- or 4-byte elements of w can be read through typed pointers

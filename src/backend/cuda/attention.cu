@@ -27,14 +27,14 @@
 #include "convert.cuh"
 #include "matmul.cuh"
 
-#define FA_BQ 64   /* query rows per block (4 warps x 16) */
 #define FA_BK 64   /* keys per tile */
 #define FA_PAD 8   /* bf16 values of row padding in shared memory */
-#define FA_THREADS 128
 
 static int g_force_gemm;
+static int g_fa_variant; /* benchmark hook: kernel variant for d = 128 */
 
 extern "C" void mold_cuda_attention_force_gemm(int on) { g_force_gemm = on; }
+extern "C" void mold_cuda_attention_set_variant(int v) { g_fa_variant = v; }
 
 /* ==================================================================== */
 /* ---- CUDA kernels: flash ---- */
@@ -47,6 +47,23 @@ __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32
         "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+ * Without .trans lane l receives (row l/4, cols 2(l%4), 2(l%4)+1) of each;
+ * with .trans (rows 2(l%4), 2(l%4)+1; col l/4). */
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(addr));
 }
 
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem_row) {
@@ -62,12 +79,12 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 }
 
 /* Copies `rows` rows of D bf16 (global row r at src + r * stride) into a
- * shared tile [FA_BK or FA_BQ][D + FA_PAD]; rows >= n_valid are zeroed. */
-template <int D>
+ * shared tile [rows][D + FA_PAD]; rows >= n_valid are zeroed. */
+template <int D, int NT>
 __device__ __forceinline__ void load_tile(__nv_bfloat16 *tile, const __nv_bfloat16 *src,
                                           int64_t stride, int rows, int n_valid) {
     constexpr int CH = D / 8; /* 16-byte chunks per row */
-    for (int c = threadIdx.x; c < rows * CH; c += FA_THREADS) {
+    for (int c = threadIdx.x; c < rows * CH; c += NT) {
         int r = c / CH, cc = c - r * CH;
         uint4 val = make_uint4(0, 0, 0, 0);
         if (r < n_valid) val = *(const uint4 *)(src + r * stride + cc * 8);
@@ -78,11 +95,11 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 *tile, const __nv_bfloat
 /* Asynchronous variant (cp.async, 16 bytes per copy, bypassing L1): rows
  * >= n_valid are zero-filled (src-size 0 reads nothing). Completes at the
  * next cp.async.wait_group that covers its commit group. */
-template <int D>
+template <int D, int NT>
 __device__ __forceinline__ void load_tile_async(__nv_bfloat16 *tile, const __nv_bfloat16 *src,
                                                 int64_t stride, int rows, int n_valid) {
     constexpr int CH = D / 8;
-    for (int c = threadIdx.x; c < rows * CH; c += FA_THREADS) {
+    for (int c = threadIdx.x; c < rows * CH; c += NT) {
         int r = c / CH, cc = c - r * CH;
         const __nv_bfloat16 *g = src + (r < n_valid ? r : 0) * stride + cc * 8;
         uint32_t dst = (uint32_t)__cvta_generic_to_shared(tile + r * (D + FA_PAD) + cc * 8);
@@ -98,25 +115,41 @@ __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-template <int D>
-__global__ void __launch_bounds__(FA_THREADS)
+/* D: head dim; NW: warps per block (16 query rows each); MINB: blocks per SM
+ * asked of the register allocator; KLDM: K fragments by ldmatrix (else two
+ * 32-bit shared loads per fragment). */
+template <int D, int NW, int MINB, bool KLDM>
+__global__ void __launch_bounds__(NW * 32, MINB)
 flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                   const __nv_bfloat16 *v, int sq, int skv, int hq, int hkv, float scale_log2,
                   const float *key_valid, int causal) {
+    constexpr int NT = NW * 32, BQ = NW * 16, LD = D + FA_PAD;
     extern __shared__ __align__(16) unsigned char fa_smem[];
-    constexpr int LD = D + FA_PAD;
-    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem;  /* [FA_BQ][LD] */
-    __nv_bfloat16 *Kbuf = Qs + FA_BQ * LD;         /* [2][FA_BK][LD], double-buffered */
-    __nv_bfloat16 *Vbuf = Kbuf + 2 * FA_BK * LD;   /* [2][FA_BK][LD] */
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem;    /* [BQ][LD] */
+    __nv_bfloat16 *Kbuf = Qs + BQ * LD;              /* [2][FA_BK][LD], double-buffered */
+    __nv_bfloat16 *Vbuf = Kbuf + 2 * FA_BK * LD;     /* [2][FA_BK][LD] */
     float *kbias = (float *)(Vbuf + 2 * FA_BK * LD); /* [FA_BK] 0 or -inf */
 
     const int h = blockIdx.y, hk = h / (hq / hkv);
-    const int q0 = blockIdx.x * FA_BQ;
+    const int q0 = blockIdx.x * BQ;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int64_t qstride = (int64_t)hq * D, kstride = (int64_t)hkv * D;
 
-    load_tile<D>(Qs, q + (int64_t)q0 * qstride + (int64_t)h * D, qstride, FA_BQ,
-                 min(FA_BQ, sq - q0));
+    /* Query row i sees keys j <= i + shift (causal). */
+    const int shift = skv - sq;
+    int kv_end = skv;
+    if (causal) kv_end = max(0, min(skv, q0 + BQ + shift));
+    const int n_tiles = (kv_end + FA_BK - 1) / FA_BK;
+
+    /* Tile i+1 is copied (cp.async) while tile i is computed; tile 0 goes
+     * first so its copy overlaps the Q load. */
+    if (n_tiles > 0) {
+        load_tile_async<D, NT>(Kbuf, k + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
+        load_tile_async<D, NT>(Vbuf, v + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
+        cp_async_commit();
+    }
+    load_tile<D, NT>(Qs, q + (int64_t)q0 * qstride + (int64_t)h * D, qstride, BQ,
+                     min(BQ, sq - q0));
     __syncthreads();
 
     /* Q fragments of this warp's 16 rows, for every 16-wide slice of D. */
@@ -134,20 +167,8 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
 #pragma unroll
     for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-
-    /* Query row i sees keys j <= i + shift (causal). */
-    const int shift = skv - sq;
     const int row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-    int kv_end = skv;
-    if (causal) kv_end = max(0, min(skv, q0 + FA_BQ + shift));
 
-    /* Tile i+1 is copied (cp.async) while tile i is computed. */
-    const int n_tiles = (kv_end + FA_BK - 1) / FA_BK;
-    if (n_tiles > 0) {
-        load_tile_async<D>(Kbuf, k + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
-        load_tile_async<D>(Vbuf, v + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
-        cp_async_commit();
-    }
     for (int it = 0; it < n_tiles; it++) {
         const int k0 = it * FA_BK, n_valid = min(FA_BK, skv - k0);
         const __nv_bfloat16 *Ks = Kbuf + (it & 1) * FA_BK * LD, *Vs = Vbuf + (it & 1) * FA_BK * LD;
@@ -155,16 +176,16 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
             const int k1 = k0 + FA_BK;
             __nv_bfloat16 *Kn = Kbuf + ((it + 1) & 1) * FA_BK * LD;
             __nv_bfloat16 *Vn = Vbuf + ((it + 1) & 1) * FA_BK * LD;
-            load_tile_async<D>(Kn, k + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, FA_BK,
-                               min(FA_BK, skv - k1));
-            load_tile_async<D>(Vn, v + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, FA_BK,
-                               min(FA_BK, skv - k1));
+            load_tile_async<D, NT>(Kn, k + (int64_t)k1 * kstride + (int64_t)hk * D, kstride,
+                                   FA_BK, min(FA_BK, skv - k1));
+            load_tile_async<D, NT>(Vn, v + (int64_t)k1 * kstride + (int64_t)hk * D, kstride,
+                                   FA_BK, min(FA_BK, skv - k1));
             cp_async_commit();
             cp_async_wait<1>(); /* this thread's copies of tile it have landed */
         } else {
             cp_async_wait<0>();
         }
-        for (int j = threadIdx.x; j < FA_BK; j += FA_THREADS)
+        for (int j = threadIdx.x; j < FA_BK; j += NT)
             kbias[j] = (j < n_valid && (!key_valid || key_valid[k0 + j] != 0.0f)) ? 0.0f
                                                                                  : -INFINITY;
         __syncthreads(); /* every thread's copies and kbias are visible */
@@ -174,11 +195,28 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
 #pragma unroll
         for (int j = 0; j < FA_BK / 8; j++) {
             s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-            const __nv_bfloat16 *kr = Ks + (j * 8 + g) * LD + 2 * t;
+            if constexpr (KLDM) {
+                /* matrices (keys 8j.., dims 16kk + 8i): b0, b1 of k-steps kk, kk+1 */
+                const __nv_bfloat16 *kr = Ks + (j * 8 + (lane & 7)) * LD + (lane >> 3) * 8;
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++)
-                mma_bf16(s[j], qf[kk], *(const uint32_t *)(kr + kk * 16),
-                         *(const uint32_t *)(kr + kk * 16 + 8));
+                for (int kk = 0; kk + 1 < D / 16; kk += 2) {
+                    uint32_t b[4];
+                    ldmatrix_x4(b, kr + kk * 16);
+                    mma_bf16(s[j], qf[kk], b[0], b[1]);
+                    mma_bf16(s[j], qf[kk + 1], b[2], b[3]);
+                }
+                if constexpr ((D / 16) % 2 == 1) {
+                    uint32_t b[2]; /* lanes 0-15 address (keys 8j.., dims D-16 + 8i) */
+                    ldmatrix_x2(b, Ks + (j * 8 + (lane & 7)) * LD + D - 16 + ((lane >> 3) & 1) * 8);
+                    mma_bf16(s[j], qf[D / 16 - 1], b[0], b[1]);
+                }
+            } else {
+                const __nv_bfloat16 *kr = Ks + (j * 8 + g) * LD + 2 * t;
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++)
+                    mma_bf16(s[j], qf[kk], *(const uint32_t *)(kr + kk * 16),
+                             *(const uint32_t *)(kr + kk * 16 + 8));
+            }
         }
 
         /* Scale to base 2, mask, running max per row (rows g and g+8). */
@@ -305,19 +343,20 @@ __global__ void softmax_rows_kernel(__nv_bfloat16 *p, const float *s, int64_t sk
 /* ---- kernel launchers ---- */
 /* ==================================================================== */
 
-template <int D>
+template <int D, int NW, int MINB, bool KLDM>
 static cudaError_t launch_flash(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                 const __nv_bfloat16 *v, int64_t sq, int64_t skv, int64_t hq,
                                 int64_t hkv, float scale, const float *key_valid, bool causal,
                                 cudaStream_t stream) {
-    size_t smem = (size_t)(FA_BQ + 4 * FA_BK) * (D + FA_PAD) * 2 + FA_BK * sizeof(float);
+    constexpr int BQ = NW * 16;
+    size_t smem = (size_t)(BQ + 4 * FA_BK) * (D + FA_PAD) * 2 + FA_BK * sizeof(float);
     /* Above 48 KB a block needs the opt-in (per device, so set at each launch). */
-    cudaError_t e = cudaFuncSetAttribute(flash_attn_kernel<D>,
+    cudaError_t e = cudaFuncSetAttribute(flash_attn_kernel<D, NW, MINB, KLDM>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    dim3 grid((unsigned)((sq + FA_BQ - 1) / FA_BQ), (unsigned)hq);
+    dim3 grid((unsigned)((sq + BQ - 1) / BQ), (unsigned)hq);
     const float log2e = 1.4426950408889634f;
-    flash_attn_kernel<D><<<grid, FA_THREADS, smem, stream>>>(
+    flash_attn_kernel<D, NW, MINB, KLDM><<<grid, NW * 32, smem, stream>>>(
         out, q, k, v, (int)sq, (int)skv, (int)hq, (int)hkv, scale * log2e, key_valid,
         causal ? 1 : 0);
     return cudaGetLastError();
@@ -330,11 +369,19 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
                                                  int64_t d, float scale, const float *key_valid,
                                                  bool causal, cudaStream_t stream) {
     if (sq <= 0) return cudaSuccess;
+#define ARGS out, q, k, v, sq, skv, hq, hkv, scale, key_valid, causal, stream
+    if (d == 128) switch (g_fa_variant) { /* benchmark variants (cuda_check) */
+        case 1: return launch_flash<128, 4, 2, false>(ARGS);
+        case 2: return launch_flash<128, 8, 1, false>(ARGS);
+        case 3: return launch_flash<128, 8, 1, true>(ARGS);
+        default: return launch_flash<128, 4, 2, true>(ARGS);
+        }
     switch (d) {
 #define CASE(D) \
-    case D: return launch_flash<D>(out, q, k, v, sq, skv, hq, hkv, scale, key_valid, causal, stream);
-        CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112) CASE(128)
+    case D: return launch_flash<D, 4, 2, true>(ARGS);
+        CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112)
 #undef CASE
+#undef ARGS
     default:
         return cudaErrorInvalidValue;
     }

@@ -25,18 +25,25 @@
 /* ---- CUDA kernels ---- */
 /* ==================================================================== */
 
-__global__ void im2col_kernel(__nv_bfloat16 *col, const float *x, int64_t c_in, int64_t h,
-                              int64_t w, int64_t kh, int64_t kw, int64_t pad, int64_t w_out,
-                              int64_t p0, int64_t n_p) {
-    int64_t khw = kh * kw, n = c_in * khw * n_p;
-    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n;
-         t += (int64_t)gridDim.x * blockDim.x) {
-        int64_t kidx = t / n_p, pl = t - kidx * n_p, p = p0 + pl;
-        int64_t ci = kidx / khw, r = kidx - ci * khw, ky = r / kw, kx = r - ky * kw;
-        int64_t oy = p / w_out, ox = p - oy * w_out;
-        int64_t iy = oy + ky - pad, ix = ox + kx - pad;
-        float v = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(ci * h + iy) * w + ix] : 0.0f;
-        col[t] = __float2bfloat16_rn(v);
+/* grid.y walks the K rows (channel, tap), grid.x the pixels of the chunk:
+ * consecutive threads read consecutive input pixels of one channel plane and
+ * write consecutive columns (both coalesced); the 9 taps of a channel run
+ * back to back, so its plane is re-read from L2. 32-bit index math (a plane
+ * has < 2^31 pixels, checked by the caller). */
+__global__ void im2col_kernel(__nv_bfloat16 *col, const float *x, int c_in, int h, int w,
+                              int kh, int kw, int pad, int w_out, int p0, int n_p) {
+    const int khw = kh * kw;
+    for (int kidx = blockIdx.y; kidx < c_in * khw; kidx += gridDim.y) {
+        const int ci = kidx / khw, r = kidx - ci * khw, ky = r / kw, kx = r - ky * kw;
+        const float *xc = x + (int64_t)ci * h * w;
+        __nv_bfloat16 *dst = col + (int64_t)kidx * n_p;
+        for (int pl = blockIdx.x * blockDim.x + threadIdx.x; pl < n_p;
+             pl += gridDim.x * blockDim.x) {
+            const int p = p0 + pl, oy = p / w_out, ox = p - oy * w_out;
+            const int iy = oy + ky - pad, ix = ox + kx - pad;
+            float v = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[iy * w + ix] : 0.0f;
+            dst[pl] = __float2bfloat16_rn(v);
+        }
     }
 }
 
@@ -63,10 +70,14 @@ extern "C" cudaError_t mold_cuda_im2col_bf16(__nv_bfloat16 *col, const float *x,
                                              int64_t h, int64_t w, int64_t kh, int64_t kw,
                                              int64_t pad, int64_t p0, int64_t n_p,
                                              cudaStream_t stream) {
-    int64_t n = c_in * kh * kw * n_p, w_out = w + 2 * pad - kw + 1;
-    if (n <= 0) return cudaSuccess;
-    im2col_kernel<<<cuda_blocks(n, 256), 256, 0, stream>>>(col, x, c_in, h, w, kh, kw, pad,
-                                                           w_out, p0, n_p);
+    int64_t K = c_in * kh * kw, w_out = w + 2 * pad - kw + 1;
+    if (K <= 0 || n_p <= 0) return cudaSuccess;
+    if (h * w >= INT32_MAX || p0 + n_p >= INT32_MAX || kh * kw >= INT32_MAX)
+        return cudaErrorInvalidValue; /* 32-bit pixel indices in the kernel */
+    int64_t bx = (n_p + 255) / 256;
+    dim3 grid((unsigned)(bx < 4096 ? bx : 4096), (unsigned)(K < 65535 ? K : 65535));
+    im2col_kernel<<<grid, 256, 0, stream>>>(col, x, (int)c_in, (int)h, (int)w, (int)kh, (int)kw,
+                                            (int)pad, (int)w_out, (int)p0, (int)n_p);
     return cudaGetLastError();
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "attention.cuh"
@@ -302,6 +303,55 @@ static mold_status be_memory_stats(mold_backend *be, uint64_t *in_use, uint64_t 
     *peak = cb->peak_used;
     *dev_free = free_b;
     *dev_total = total_b;
+    return MOLD_OK;
+}
+
+/* ==================================================================== */
+/* ---- benchmark helper ---- */
+/* ==================================================================== */
+
+/* Host -> device copy rates (GB/s) of `bytes` (<= 2 x CUDA_STAGING_BYTES):
+ * from the pinned staging buffer (the DMA ceiling) and from pageable memory
+ * through the driver's own staging (what a plain cudaMemcpy gets). */
+extern "C" mold_status mold_cuda_bench_h2d(mold_backend *be, size_t bytes, double *pinned_gbps,
+                                           double *pageable_gbps) {
+    cuda_backend *cb = cuda_of(be);
+    CUDA_OP(cb, "bench_h2d", (int64_t)bytes);
+    if (bytes > 2 * CUDA_STAGING_BYTES) bytes = 2 * CUDA_STAGING_BYTES;
+    void *dev = be_alloc(be, bytes);
+    unsigned char *page = (unsigned char *)malloc(bytes);
+    if (!dev || !page) {
+        cudaFree(dev);
+        free(page);
+        return MOLD_ERR(MOLD_E_NOMEM, "bench_h2d: %zu bytes", bytes);
+    }
+    memset(page, 0x5a, bytes);
+    memset(cb->staging, 0x5a, bytes);
+    double rates[2] = {0, 0};
+    for (int kind = 0; kind < 2; kind++) {
+        const void *src = kind == 0 ? (const void *)cb->staging : (const void *)page;
+        double best = 1e30;
+        for (int rep = 0; rep < 4; rep++) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            cudaError_t e = cudaMemcpyAsync(dev, src, bytes, cudaMemcpyHostToDevice, cb->stream);
+            if (e == cudaSuccess) e = cudaStreamSynchronize(cb->stream);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if (e != cudaSuccess) {
+                cudaFree(dev);
+                free(page);
+                return mold_cuda_fail(cb, "cudaMemcpyAsync", cudaGetErrorString(e), __FILE__,
+                                      __LINE__, __func__);
+            }
+            double s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+            if (s < best) best = s;
+        }
+        rates[kind] = bytes / best / 1e9;
+    }
+    cudaFree(dev);
+    free(page);
+    *pinned_gbps = rates[0];
+    *pageable_gbps = rates[1];
     return MOLD_OK;
 }
 
