@@ -18,6 +18,7 @@ typedef struct mold_command {
 
 int mold_cmd_inspect(int argc, char **argv);
 int mold_cmd_tokenize(int argc, char **argv);
+int mold_cmd_synth(int argc, char **argv);
 
 /* Prints "mold: <message>" for the current error to stderr; returns 1. */
 int mold_cli_fail(const char *what);

@@ -12,6 +12,7 @@
 static const mold_command COMMANDS[] = {
     {"inspect", mold_cmd_inspect, "show components, tensors and configs of a model"},
     {"tokenize", mold_cmd_tokenize, "print the token ids of a text (Qwen2 tokenizer)"},
+    {"synth", mold_cmd_synth, "write a model with random weights at the real shapes"},
 };
 #define N_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 
