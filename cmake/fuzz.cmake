@@ -9,3 +9,6 @@ foreach(src ${MOLD_FUZZERS})
   target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
 endforeach()
+# The fuzz build instruments mold_core for libFuzzer; only the fuzzers link the
+# libFuzzer runtime, so the mold executable is not part of this build.
+set_target_properties(mold PROPERTIES EXCLUDE_FROM_ALL TRUE)

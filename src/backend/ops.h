@@ -166,6 +166,10 @@ typedef struct mold_backend_i {
     /* (optional) checks n floats for NaN/Inf; *bad set to the count found. */
     mold_status (*count_nonfinite)(mold_backend *be, const float *x, int64_t n,
                                    int64_t *bad);
+    /* (optional) backend memory: bytes allocated now, the peak since create
+     * (or the last reset), and the device's free/total (0 when unknown). */
+    mold_status (*memory_stats)(mold_backend *be, uint64_t *in_use, uint64_t *peak,
+                                uint64_t *dev_free, uint64_t *dev_total);
 } mold_backend_i;
 
 /* Every backend instance starts with this header. */

@@ -69,12 +69,6 @@ static inline void st_f16(uint8_t *p, float f) {
     memcpy(p, &h, 2);
 }
 
-static inline uint32_t ld_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
 /* Round to nearest, ties to even, via the 1.5*2^23 trick ggml uses (it differs
  * from roundf on ties, so the quantizers need this exact one). Valid for
  * |f| <= 4194303; larger inputs give a wrong but defined value. */
@@ -117,175 +111,223 @@ static inline int q3k_scale(int j, const uint8_t *s) {
     return (lo | (hi << 4)) - 32;
 }
 
-/* ---- dequantization: one function per format, nb blocks ---------------------- */
+/* ---- dequantization: one function per format, nb blocks ----------------------
+ *
+ * Each block is unpacked into a small local array of integer levels, then
+ * scaled by a fixed-length loop over `restrict` pointers: that shape lets the
+ * compiler vectorize at -O2 (the scale loops are what dominates). The float
+ * expressions are ggml's, in ggml's order, so results are bit-identical to
+ * dequantize_row_* (tests compare against ggml's own output). */
 
-static void deq_q4_0(const uint8_t *b, float *y, int64_t nb) {
+/* y[0..n) = d * q[0..n) */
+static inline void scale_i8(float *restrict y, const int8_t *restrict q, float d, int n) {
+    for (int l = 0; l < n; l++) y[l] = (float)q[l] * d;
+}
+
+/* y[0..n) = d * q[0..n) + m */
+static inline void scale_u8_add(float *restrict y, const uint8_t *restrict q, float d, float m,
+                                int n) {
+    for (int l = 0; l < n; l++) y[l] = (float)q[l] * d + m;
+}
+
+/* y[0..n) = d * q[0..n) - m (K-quant "scale and min" form) */
+static inline void scale_u8_sub(float *restrict y, const uint8_t *restrict q, float d, float m,
+                                int n) {
+    for (int l = 0; l < n; l++) y[l] = d * (float)q[l] - m;
+}
+
+static void deq_q4_0(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    int8_t q[QK];
     for (int64_t i = 0; i < nb; i++, b += 18, y += QK) {
-        const float d = ld_f16(b);
-        const uint8_t *qs = b + 2;
         for (int j = 0; j < 16; j++) {
-            y[j] = (float)((qs[j] & 0xF) - 8) * d;
-            y[j + 16] = (float)((qs[j] >> 4) - 8) * d;
+            q[j] = (int8_t)((b[2 + j] & 0xF) - 8);
+            q[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
         }
+        scale_i8(y, q, ld_f16(b), QK);
     }
 }
 
-static void deq_q4_1(const uint8_t *b, float *y, int64_t nb) {
+static void deq_q4_1(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    uint8_t q[QK];
     for (int64_t i = 0; i < nb; i++, b += 20, y += QK) {
-        const float d = ld_f16(b), m = ld_f16(b + 2);
-        const uint8_t *qs = b + 4;
         for (int j = 0; j < 16; j++) {
-            y[j] = (float)(qs[j] & 0xF) * d + m;
-            y[j + 16] = (float)(qs[j] >> 4) * d + m;
+            q[j] = b[4 + j] & 0xF;
+            q[j + 16] = b[4 + j] >> 4;
         }
+        scale_u8_add(y, q, ld_f16(b), ld_f16(b + 2), QK);
     }
 }
 
-static void deq_q5_0(const uint8_t *b, float *y, int64_t nb) {
+/* bit5[byte][t] = 16 when bit t of byte is set: expands qh a byte at a time
+ * (SSE2 has no per-lane variable shift, so a table beats bit twiddling). */
+static uint8_t bit5[256][8];
+static pthread_once_t bit5_once = PTHREAD_ONCE_INIT;
+
+static void bit5_fill(void) {
+    for (int v = 0; v < 256; v++)
+        for (int t = 0; t < 8; t++) bit5[v][t] = (uint8_t)(((v >> t) & 1) << 4);
+}
+
+/* 32 five-bit levels: low nibbles from qs, bit j of the LE u32 qh is the 5th
+ * bit of value j. */
+static inline void unpack5(const uint8_t *restrict qs, const uint8_t *restrict qh,
+                           uint8_t *restrict q) {
+    uint8_t hi[QK];
+    for (int k = 0; k < 4; k++) memcpy(hi + 8 * k, bit5[qh[k]], 8);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (uint8_t)((qs[j] & 0xF) | hi[j]);
+        q[j + 16] = (uint8_t)((qs[j] >> 4) | hi[j + 16]);
+    }
+}
+
+static void deq_q5_0(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    uint8_t u[QK];
+    int8_t q[QK];
     for (int64_t i = 0; i < nb; i++, b += 22, y += QK) {
-        const float d = ld_f16(b);
-        const uint32_t qh = ld_u32(b + 2);
-        const uint8_t *qs = b + 6;
-        for (int j = 0; j < 16; j++) {
-            int h0 = (int)((qh >> j) & 1) << 4, h1 = (int)((qh >> (j + 16)) & 1) << 4;
-            y[j] = (float)(((qs[j] & 0xF) | h0) - 16) * d;
-            y[j + 16] = (float)(((qs[j] >> 4) | h1) - 16) * d;
-        }
+        unpack5(b + 6, b + 2, u);
+        for (int j = 0; j < QK; j++) q[j] = (int8_t)(u[j] - 16);
+        scale_i8(y, q, ld_f16(b), QK);
     }
 }
 
-static void deq_q5_1(const uint8_t *b, float *y, int64_t nb) {
+static void deq_q5_1(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    uint8_t q[QK];
     for (int64_t i = 0; i < nb; i++, b += 24, y += QK) {
-        const float d = ld_f16(b), m = ld_f16(b + 2);
-        const uint32_t qh = ld_u32(b + 4);
-        const uint8_t *qs = b + 8;
-        for (int j = 0; j < 16; j++) {
-            int h0 = (int)((qh >> j) & 1) << 4, h1 = (int)((qh >> (j + 16)) & 1) << 4;
-            y[j] = (float)((qs[j] & 0xF) | h0) * d + m;
-            y[j + 16] = (float)((qs[j] >> 4) | h1) * d + m;
-        }
+        unpack5(b + 8, b + 4, q);
+        scale_u8_add(y, q, ld_f16(b), ld_f16(b + 2), QK);
     }
 }
 
-static void deq_q8_0(const uint8_t *b, float *y, int64_t nb) {
+static void deq_q8_0(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    int8_t q[QK];
     for (int64_t i = 0; i < nb; i++, b += 34, y += QK) {
-        const float d = ld_f16(b);
-        const int8_t *qs = (const int8_t *)(b + 2);
-        for (int j = 0; j < QK; j++) y[j] = (float)qs[j] * d;
+        memcpy(q, b + 2, QK);
+        scale_i8(y, q, ld_f16(b), QK);
     }
 }
 
-/* Q2_K: 16 groups of 16; the 64 qs bytes hold 2-bit values, 32 bytes per half,
- * each byte carrying four values 32 apart (shifts 0, 2, 4, 6). */
-static void deq_q2_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 84) {
-        const uint8_t *sc = b, *q = b + 16;
+/* Q2_K: 16 groups of 16; per 128-value half, 32 qs bytes each carry four
+ * 2-bit values 32 apart (shifts 0, 2, 4, 6); group g uses scales[g] (low
+ * nibble: scale, high: min). */
+static void deq_q2_k(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    uint8_t q[QKK];
+    for (int64_t i = 0; i < nb; i++, b += 84, y += QKK) {
+        const uint8_t *sc = b, *qs = b + 16;
         const float d = ld_f16(b + 80), dmin = ld_f16(b + 82);
-        int is = 0;
-        for (int half = 0; half < 2; half++, q += 32) {
-            for (int shift = 0; shift < 8; shift += 2) {
-                for (int g = 0; g < 2; g++) { /* bytes 0..15 then 16..31 */
-                    const float dl = d * (float)(sc[is] & 0xF), ml = dmin * (float)(sc[is] >> 4);
-                    is++;
-                    for (int l = 0; l < 16; l++)
-                        *y++ = dl * (float)((q[l + 16 * g] >> shift) & 3) - ml;
-                }
-            }
-        }
+        for (int half = 0; half < 2; half++)
+            for (int s = 0; s < 4; s++)
+                for (int l = 0; l < 32; l++)
+                    q[128 * half + 32 * s + l] = (qs[32 * half + l] >> (2 * s)) & 3;
+        for (int g = 0; g < 16; g++)
+            scale_u8_sub(y + 16 * g, q + 16 * g, d * (float)(sc[g] & 0xF),
+                         dmin * (float)(sc[g] >> 4), 16);
     }
 }
 
-/* Q3_K: like Q2_K's value packing plus a high bit per value in hmask (bit
- * 0..7 select the 32-value row); a clear high bit means "subtract 4". */
-static void deq_q3_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 110) {
-        const uint8_t *hm = b, *q = b + 32, *sc = b + 96;
+/* Q3_K: Q2_K's packing of the low two bits plus hmask: bit (j / 32) of
+ * hmask[j % 32] is value j's high bit; a clear high bit means "minus 4". */
+static void deq_q3_k(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    int8_t q[QKK];
+    for (int64_t i = 0; i < nb; i++, b += 110, y += QKK) {
+        const uint8_t *hm = b, *qs = b + 32, *sc = b + 96;
         const float d = ld_f16(b + 108);
-        int is = 0;
-        uint8_t mbit = 1;
-        for (int half = 0; half < 2; half++, q += 32) {
-            for (int shift = 0; shift < 8; shift += 2, mbit = (uint8_t)(mbit << 1)) {
-                for (int g = 0; g < 2; g++) {
-                    const float dl = d * (float)q3k_scale(is++, sc);
-                    for (int l = 16 * g; l < 16 * g + 16; l++) {
-                        int v = ((q[l] >> shift) & 3) - ((hm[l] & mbit) ? 0 : 4);
-                        *y++ = dl * (float)v;
-                    }
-                }
+        for (int half = 0; half < 2; half++)
+            for (int s = 0; s < 4; s++) {
+                const int row = 4 * half + s; /* 32-value row: hmask bit */
+                for (int l = 0; l < 32; l++)
+                    q[32 * row + l] = (int8_t)((((qs[32 * half + l] >> (2 * s)) & 3) |
+                                                (((hm[l] >> row) & 1) << 2)) - 4);
             }
-        }
+        for (int g = 0; g < 16; g++) scale_i8(y + 16 * g, q + 16 * g, d * (float)q3k_scale(g, sc), 16);
     }
 }
 
-static void deq_q4_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 144) {
+static void deq_q4_k(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    uint8_t q[QKK];
+    for (int64_t i = 0; i < nb; i++, b += 144, y += QKK) {
         const float d = ld_f16(b), dmin = ld_f16(b + 2);
-        const uint8_t *s = b + 4, *q = b + 16;
-        for (int j = 0; j < 4; j++, q += 32) {
+        const uint8_t *s = b + 4, *qs = b + 16;
+        for (int c = 0; c < 4; c++) /* 64-value chunk: low nibbles, then high */
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = qs[32 * c + l] & 0xF;
+                q[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+            }
+        for (int g = 0; g < 8; g++) {
             int sc, m;
-            k4_scale_min(2 * j, s, &sc, &m);
-            const float d1 = d * (float)sc, m1 = dmin * (float)m;
-            k4_scale_min(2 * j + 1, s, &sc, &m);
-            const float d2 = d * (float)sc, m2 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) y[l] = d1 * (float)(q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) y[l + 32] = d2 * (float)(q[l] >> 4) - m2;
-            y += 64;
+            k4_scale_min(g, s, &sc, &m);
+            scale_u8_sub(y + 32 * g, q + 32 * g, d * (float)sc, dmin * (float)m, 32);
         }
     }
 }
 
-static void deq_q5_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 176) {
+static void deq_q5_k(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    uint8_t q[QKK];
+    for (int64_t i = 0; i < nb; i++, b += 176, y += QKK) {
         const float d = ld_f16(b), dmin = ld_f16(b + 2);
         const uint8_t *s = b + 4, *qh = b + 16, *ql = b + 48;
-        for (int j = 0; j < 4; j++, ql += 32) {
+        for (int c = 0; c < 4; c++) /* chunk c: high bits 2c (low nibbles), 2c+1 (high) */
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = (uint8_t)((ql[32 * c + l] & 0xF) | (((qh[l] >> (2 * c)) & 1) << 4));
+                q[64 * c + 32 + l] =
+                    (uint8_t)((ql[32 * c + l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4));
+            }
+        for (int g = 0; g < 8; g++) {
             int sc, m;
-            k4_scale_min(2 * j, s, &sc, &m);
-            const float d1 = d * (float)sc, m1 = dmin * (float)m;
-            k4_scale_min(2 * j + 1, s, &sc, &m);
-            const float d2 = d * (float)sc, m2 = dmin * (float)m;
-            const int u1 = 1 << (2 * j), u2 = 2 << (2 * j);
-            for (int l = 0; l < 32; l++)
-                y[l] = d1 * (float)((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; l++)
-                y[l + 32] = d2 * (float)((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
-            y += 64;
+            k4_scale_min(g, s, &sc, &m);
+            scale_u8_sub(y + 32 * g, q + 32 * g, d * (float)sc, dmin * (float)m, 32);
         }
     }
 }
 
 /* Q6_K: per 128-value half, 64 ql bytes (two nibbles) and 32 qh bytes (four
- * 2-bit pairs) give values l, l+32, l+64, l+96; 16-value groups share a scale. */
-static void deq_q6_k(const uint8_t *b, float *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, b += 210) {
+ * 2-bit pairs) give values l, l+32, l+64, l+96; each 16 values share an int8
+ * scale. */
+static void deq_q6_k(const uint8_t *restrict b, float *restrict y, int64_t nb) {
+    int8_t q[QKK];
+    for (int64_t i = 0; i < nb; i++, b += 210, y += QKK) {
         const float d = ld_f16(b + 208);
-        const uint8_t *ql = b, *qh = b + 128;
         const int8_t *sc = (const int8_t *)(b + 192);
-        for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128) {
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = b + 64 * half, *qh = b + 128 + 32 * half;
+            int8_t *o = q + 128 * half;
             for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                y[l] = d * (float)sc[is] * (float)q1;
-                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+                o[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                o[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                o[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                o[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
             }
         }
+        /* ggml: d * sc * q, i.e. (d * sc) * q */
+        for (int g = 0; g < 16; g++) scale_i8(y + 16 * g, q + 16 * g, d * (float)sc[g], 16);
     }
 }
 
-static void deq_f16(const uint8_t *b, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = ld_f16(b + 2 * i);
+/* Converts 2-byte floats in chunks of 64 through aligned local arrays (the
+ * source may be unaligned; fixed-length loops vectorize). f16 goes through
+ * the exact 64K-entry table (a gather: not vectorized, but faster than the
+ * branchy scalar conversion). */
+static void f16_chunk(const uint16_t *restrict h, uint32_t *restrict out, int n) {
+    for (int l = 0; l < n; l++) memcpy(&out[l], &f16_table[h[l]], 4);
 }
 
-static void deq_bf16(const uint8_t *b, float *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, b + 2 * i, 2);
-        y[i] = mold_bf16_to_f32(h);
+static void bf16_chunk(const uint16_t *restrict h, uint32_t *restrict out, int n) {
+    for (int l = 0; l < n; l++) out[l] = (uint32_t)h[l] << 16;
+}
+
+static void deq_half(const uint8_t *restrict b, float *restrict y, int64_t n, bool is_f16) {
+    uint16_t h[64];
+    uint32_t out[64];
+    for (int64_t i0 = 0; i0 < n; i0 += 64) {
+        int c = n - i0 < 64 ? (int)(n - i0) : 64;
+        memcpy(h, b + 2 * i0, (size_t)c * 2);
+        if (c == 64) { /* the fixed-length calls are the vectorized ones */
+            if (is_f16) f16_chunk(h, out, 64);
+            else bf16_chunk(h, out, 64);
+        } else {
+            if (is_f16) f16_chunk(h, out, c);
+            else bf16_chunk(h, out, c);
+        }
+        memcpy(y + i0, out, (size_t)c * 4);
     }
 }
 
@@ -307,11 +349,12 @@ mold_status mold_dequantize(mold_dtype t, const void *src, float *dst, int64_t n
     int64_t nb;
     MOLD_TRY(check_count(t, n, "dequantize", &nb));
     pthread_once(&f16_once, f16_table_fill);
+    pthread_once(&bit5_once, bit5_fill);
     const uint8_t *b = src;
     switch (t) {
     case MOLD_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
-    case MOLD_F16: deq_f16(b, dst, n); break;
-    case MOLD_BF16: deq_bf16(b, dst, n); break;
+    case MOLD_F16: deq_half(b, dst, n, true); break;
+    case MOLD_BF16: deq_half(b, dst, n, false); break;
     case MOLD_Q4_0: deq_q4_0(b, dst, nb); break;
     case MOLD_Q4_1: deq_q4_1(b, dst, nb); break;
     case MOLD_Q5_0: deq_q5_0(b, dst, nb); break;

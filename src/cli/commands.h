@@ -17,6 +17,8 @@ typedef struct mold_command {
 } mold_command;
 
 int mold_cmd_inspect(int argc, char **argv);
+int mold_cmd_run(int argc, char **argv);
+int mold_cmd_bench(int argc, char **argv);
 int mold_cmd_tokenize(int argc, char **argv);
 int mold_cmd_synth(int argc, char **argv);
 

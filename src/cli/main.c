@@ -10,6 +10,8 @@
 
 /* Add new commands here (one line each) and in commands.h. */
 static const mold_command COMMANDS[] = {
+    {"run", mold_cmd_run, "generate images from a prompt"},
+    {"bench", mold_cmd_bench, "time each stage of a generation (load, encode, step, decode)"},
     {"inspect", mold_cmd_inspect, "show components, tensors and configs of a model"},
     {"tokenize", mold_cmd_tokenize, "print the token ids of a text (Qwen2 tokenizer)"},
     {"synth", mold_cmd_synth, "write a model with random weights at the real shapes"},

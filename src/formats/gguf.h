@@ -160,6 +160,13 @@ mold_tensor_source mold_source_gguf(const mold_gguf *g);
  * buf; false when the name has no mapping. */
 bool mold_gguf_llm_name(const char *hf_name, char *buf, size_t cap);
 
+/* ---- model configs from metadata (gguf_model.c) ----
+ * The Qwen2.5-VL text config of a llama.cpp-style text-encoder GGUF
+ * (general.architecture qwen2vl; see gguf_model.c for the keys), validated
+ * like a config.json. */
+struct mold_text_config;
+mold_status mold_gguf_text_config(const mold_gguf *g, struct mold_text_config *out);
+
 /* ---- writer ----
  * Collects metadata and tensor infos, then writes the file atomically in one
  * pass (header, padding, tensor data in the order added). Version 3; the

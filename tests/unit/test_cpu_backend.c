@@ -175,6 +175,7 @@ static void test_matmul(void **state) {
     check_matmul(be, MOLD_BF16, 1, 300, 2500, true, 1e-5);  /* gemv path */
     check_matmul(be, MOLD_F32, 2, 300, 1500, true, 1e-5);   /* gemv path, f32 in place */
     check_matmul(be, MOLD_F16, 19, 130, 1100, true, 1e-5);
+    check_matmul(be, MOLD_BF16, 1100, 70, 96, true, 1e-5);   /* several row blocks */
     check_matmul(be, MOLD_Q8_0, 9, 130, 2080, true, 1e-5);  /* K slice rounded to blocks */
     check_matmul(be, MOLD_Q4_K, 4, 33, 1280, false, 1e-5);
     check_matmul(be, MOLD_Q6_K, 3, 17, 512, true, 1e-5);
@@ -344,7 +345,7 @@ static test_weight g_tw;
 static float *g_x, *g_q, *g_k, *g_v, *g_mask, *g_bias;
 
 static void run_matmul(mold_backend *be, float *out) {
-    tu_ok(be->i->matmul(be, out, g_x, 70, &g_tw.w, g_bias), "matmul");
+    tu_ok(be->i->matmul(be, out, g_x, 600, &g_tw.w, g_bias), "matmul");
 }
 static void run_attention(mold_backend *be, float *out) {
     tu_ok(be->i->attention(be, out, g_q, g_k, g_v, 150, 300, 6, 2, 40, 0.15f, g_mask, true), "attn");
@@ -378,9 +379,9 @@ static void test_threads_identical(void **state) {
     seed(4);
     mold_backend *be = make_be(1);
     tw_make(be, &g_tw, MOLD_BF16, 300, 2500);
-    g_x = rnd(70 * 2500);
+    g_x = rnd(600 * 2500);
     g_bias = rnd(300);
-    check_threads("matmul bf16 70x2500x300", run_matmul, 70 * 300);
+    check_threads("matmul bf16 600x2500x300", run_matmul, 600 * 300);
     tw_free(be, &g_tw);
     free(g_x);
 

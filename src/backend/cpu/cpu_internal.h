@@ -18,6 +18,10 @@
  * n_threads x 4 MiB, independent of model or image size. Activations and
  * weights are owned by the caller (alloc()/weight_upload()).
  *
+ * Concurrency: like a CUDA stream, one backend instance is driven by one
+ * thread at a time (the scratch areas are per instance, not per caller);
+ * separate instances may run concurrently.
+ *
  * Matrix products go through OpenBLAS cblas_sgemm, forced to one thread
  * (openblas_set_num_threads(1) at create) so that parallelism — and therefore
  * the summation order — is ours.

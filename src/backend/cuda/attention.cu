@@ -1,0 +1,470 @@
+/*
+ * attention.cu — flash attention (mma.sync bf16) and the GEMM fallback (see
+ * attention.cuh).
+ *
+ * Flash kernel (FlashAttention-2 scheme, Dao 2023, Algorithm 1):
+ *   block = 4 warps = 64 query rows of one head (16 rows per warp);
+ *   for each tile of 64 keys: K, V tiles -> shared memory (bf16, rows padded
+ *   by 8 values so fragment loads are bank-conflict free), S = Q K^T with
+ *   mma.sync.m16n8k16 (Q fragments kept in registers for the whole loop),
+ *   mask (key_valid, causal, out-of-range keys) -> -inf, online softmax in
+ *   base 2 with fp32 running max m and sum l, P rounded to bf16 and fed back
+ *   as the A operand of O += P V (V fragments by ldmatrix.trans).
+ *   A row whose keys are all masked keeps m = -inf; its exponentials use 0 as
+ *   the reference, so they are exactly 0, l stays 0 and the output is 0.
+ *
+ * Fragment layouts (PTX ISA, mma.m16n8k16, g = lane / 4, t = lane % 4):
+ *   A (16x16): a0 (g, 2t..2t+1)  a1 (g+8, 2t..)  a2 (g, 2t+8..)  a3 (g+8, 2t+8..)
+ *   B (16x8):  b0 (k = 2t..2t+1, n = g)          b1 (k = 2t+8.., n = g)
+ *   C (16x8):  c0,c1 (g, 2t..2t+1)               c2,c3 (g+8, 2t..2t+1)
+ * so the C fragments of two adjacent 8-key tiles are exactly the A fragment of
+ * one 16-key step: P never goes through shared memory.
+ */
+#include "attention.cuh"
+
+#include <math.h>
+
+#include "convert.cuh"
+#include "matmul.cuh"
+
+#define FA_BK 64   /* keys per tile */
+#define FA_PAD 8   /* bf16 values of row padding in shared memory */
+
+static int g_force_gemm;
+static int g_fa_variant; /* benchmark hook: kernel variant for d = 128 */
+
+extern "C" void mold_cuda_attention_force_gemm(int on) { g_force_gemm = on; }
+extern "C" void mold_cuda_attention_set_variant(int v) { g_fa_variant = v; }
+
+/* ==================================================================== */
+/* ---- CUDA kernels: flash ---- */
+/* ==================================================================== */
+
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0,
+                                         uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+ * Without .trans lane l receives (row l/4, cols 2(l%4), 2(l%4)+1) of each;
+ * with .trans (rows 2(l%4), 2(l%4)+1; col l/4). */
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *smem_row) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
+    return *(uint32_t *)&v;
+}
+
+/* Copies `rows` rows of D bf16 (global row r at src + r * stride) into a
+ * shared tile [rows][D + FA_PAD]; rows >= n_valid are zeroed. */
+template <int D, int NT>
+__device__ __forceinline__ void load_tile(__nv_bfloat16 *tile, const __nv_bfloat16 *src,
+                                          int64_t stride, int rows, int n_valid) {
+    constexpr int CH = D / 8; /* 16-byte chunks per row */
+    for (int c = threadIdx.x; c < rows * CH; c += NT) {
+        int r = c / CH, cc = c - r * CH;
+        uint4 val = make_uint4(0, 0, 0, 0);
+        if (r < n_valid) val = *(const uint4 *)(src + r * stride + cc * 8);
+        *(uint4 *)(tile + r * (D + FA_PAD) + cc * 8) = val;
+    }
+}
+
+/* Asynchronous variant (cp.async, 16 bytes per copy, bypassing L1): rows
+ * >= n_valid are zero-filled (src-size 0 reads nothing). Completes at the
+ * next cp.async.wait_group that covers its commit group. */
+template <int D, int NT>
+__device__ __forceinline__ void load_tile_async(__nv_bfloat16 *tile, const __nv_bfloat16 *src,
+                                                int64_t stride, int rows, int n_valid) {
+    constexpr int CH = D / 8;
+    for (int c = threadIdx.x; c < rows * CH; c += NT) {
+        int r = c / CH, cc = c - r * CH;
+        const __nv_bfloat16 *g = src + (r < n_valid ? r : 0) * stride + cc * 8;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(tile + r * (D + FA_PAD) + cc * 8);
+        int bytes = r < n_valid ? 16 : 0;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(g),
+                     "r"(bytes));
+    }
+}
+
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* D: head dim; NW: warps per block (16 query rows each); MINB: blocks per SM
+ * asked of the register allocator; KLDM: K fragments by ldmatrix (else two
+ * 32-bit shared loads per fragment). */
+template <int D, int NW, int MINB, bool KLDM>
+__global__ void __launch_bounds__(NW * 32, MINB)
+flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                  const __nv_bfloat16 *v, int sq, int skv, int hq, int hkv, float scale_log2,
+                  const float *key_valid, int causal) {
+    constexpr int NT = NW * 32, BQ = NW * 16, LD = D + FA_PAD;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem;    /* [BQ][LD] */
+    __nv_bfloat16 *Kbuf = Qs + BQ * LD;              /* [2][FA_BK][LD], double-buffered */
+    __nv_bfloat16 *Vbuf = Kbuf + 2 * FA_BK * LD;     /* [2][FA_BK][LD] */
+    float *kbias = (float *)(Vbuf + 2 * FA_BK * LD); /* [FA_BK] 0 or -inf */
+
+    const int h = blockIdx.y, hk = h / (hq / hkv);
+    const int q0 = blockIdx.x * BQ;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t qstride = (int64_t)hq * D, kstride = (int64_t)hkv * D;
+
+    /* Query row i sees keys j <= i + shift (causal). */
+    const int shift = skv - sq;
+    int kv_end = skv;
+    if (causal) kv_end = max(0, min(skv, q0 + BQ + shift));
+    const int n_tiles = (kv_end + FA_BK - 1) / FA_BK;
+
+    /* Tile i+1 is copied (cp.async) while tile i is computed; tile 0 goes
+     * first so its copy overlaps the Q load. */
+    if (n_tiles > 0) {
+        load_tile_async<D, NT>(Kbuf, k + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
+        load_tile_async<D, NT>(Vbuf, v + (int64_t)hk * D, kstride, FA_BK, min(FA_BK, skv));
+        cp_async_commit();
+    }
+    load_tile<D, NT>(Qs, q + (int64_t)q0 * qstride + (int64_t)h * D, qstride, BQ,
+                     min(BQ, sq - q0));
+    __syncthreads();
+
+    /* Q fragments of this warp's 16 rows, for every 16-wide slice of D. */
+    uint32_t qf[D / 16][4];
+    const __nv_bfloat16 *qw = Qs + (warp * 16) * LD;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        qf[kk][0] = *(const uint32_t *)(qw + g * LD + kk * 16 + 2 * t);
+        qf[kk][1] = *(const uint32_t *)(qw + (g + 8) * LD + kk * 16 + 2 * t);
+        qf[kk][2] = *(const uint32_t *)(qw + g * LD + kk * 16 + 8 + 2 * t);
+        qf[kk][3] = *(const uint32_t *)(qw + (g + 8) * LD + kk * 16 + 8 + 2 * t);
+    }
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const int row_q[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+
+    for (int it = 0; it < n_tiles; it++) {
+        const int k0 = it * FA_BK, n_valid = min(FA_BK, skv - k0);
+        const __nv_bfloat16 *Ks = Kbuf + (it & 1) * FA_BK * LD, *Vs = Vbuf + (it & 1) * FA_BK * LD;
+        if (it + 1 < n_tiles) {
+            const int k1 = k0 + FA_BK;
+            __nv_bfloat16 *Kn = Kbuf + ((it + 1) & 1) * FA_BK * LD;
+            __nv_bfloat16 *Vn = Vbuf + ((it + 1) & 1) * FA_BK * LD;
+            load_tile_async<D, NT>(Kn, k + (int64_t)k1 * kstride + (int64_t)hk * D, kstride,
+                                   FA_BK, min(FA_BK, skv - k1));
+            load_tile_async<D, NT>(Vn, v + (int64_t)k1 * kstride + (int64_t)hk * D, kstride,
+                                   FA_BK, min(FA_BK, skv - k1));
+            cp_async_commit();
+            cp_async_wait<1>(); /* this thread's copies of tile it have landed */
+        } else {
+            cp_async_wait<0>();
+        }
+        for (int j = threadIdx.x; j < FA_BK; j += NT)
+            kbias[j] = (j < n_valid && (!key_valid || key_valid[k0 + j] != 0.0f)) ? 0.0f
+                                                                                 : -INFINITY;
+        __syncthreads(); /* every thread's copies and kbias are visible */
+
+        /* S = Q K^T for this warp's 16 rows x 64 keys. */
+        float s[FA_BK / 8][4];
+#pragma unroll
+        for (int j = 0; j < FA_BK / 8; j++) {
+            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+            if constexpr (KLDM) {
+                /* matrices (keys 8j.., dims 16kk + 8i): b0, b1 of k-steps kk, kk+1 */
+                const __nv_bfloat16 *kr = Ks + (j * 8 + (lane & 7)) * LD + (lane >> 3) * 8;
+#pragma unroll
+                for (int kk = 0; kk + 1 < D / 16; kk += 2) {
+                    uint32_t b[4];
+                    ldmatrix_x4(b, kr + kk * 16);
+                    mma_bf16(s[j], qf[kk], b[0], b[1]);
+                    mma_bf16(s[j], qf[kk + 1], b[2], b[3]);
+                }
+                if constexpr ((D / 16) % 2 == 1) {
+                    uint32_t b[2]; /* lanes 0-15 address (keys 8j.., dims D-16 + 8i) */
+                    ldmatrix_x2(b, Ks + (j * 8 + (lane & 7)) * LD + D - 16 + ((lane >> 3) & 1) * 8);
+                    mma_bf16(s[j], qf[D / 16 - 1], b[0], b[1]);
+                }
+            } else {
+                const __nv_bfloat16 *kr = Ks + (j * 8 + g) * LD + 2 * t;
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++)
+                    mma_bf16(s[j], qf[kk], *(const uint32_t *)(kr + kk * 16),
+                             *(const uint32_t *)(kr + kk * 16 + 8));
+            }
+        }
+
+        /* Scale to base 2, mask, running max per row (rows g and g+8). */
+        float mx[2] = {m[0], m[1]};
+#pragma unroll
+        for (int j = 0; j < FA_BK / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int col = j * 8 + 2 * t + (e & 1), r = e >> 1;
+                float val = s[j][e] * scale_log2 + kbias[col];
+                if (causal && k0 + col > row_q[r] + shift) val = -INFINITY;
+                s[j][e] = val;
+                mx[r] = fmaxf(mx[r], val);
+            }
+        }
+        float alpha[2], ref[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            ref[r] = mx[r] == -INFINITY ? 0.0f : mx[r];
+            alpha[r] = exp2f(m[r] - ref[r]); /* 0 when m was -inf */
+            m[r] = mx[r];
+            l[r] *= alpha[r];
+        }
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+            o[j][0] *= alpha[0];
+            o[j][1] *= alpha[0];
+            o[j][2] *= alpha[1];
+            o[j][3] *= alpha[1];
+        }
+
+        /* P = exp2(S - ref) -> bf16 A fragments; O += P V. */
+#pragma unroll
+        for (int kk = 0; kk < FA_BK / 16; kk++) {
+            float p[2][4];
+#pragma unroll
+            for (int half = 0; half < 2; half++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float pe = exp2f(s[2 * kk + half][e] - ref[e >> 1]);
+                    p[half][e] = pe;
+                    l[e >> 1] += pe;
+                }
+            uint32_t pa[4] = {pack_bf16(p[0][0], p[0][1]), pack_bf16(p[0][2], p[0][3]),
+                              pack_bf16(p[1][0], p[1][1]), pack_bf16(p[1][2], p[1][3])};
+            const __nv_bfloat16 *vrow =
+                Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+#pragma unroll
+            for (int jd = 0; jd < D / 8; jd += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, vrow + jd * 8);
+                mma_bf16(o[jd], pa, b[0], b[1]);
+                mma_bf16(o[jd + 1], pa, b[2], b[3]);
+            }
+        }
+        __syncthreads(); /* buffer it & 1 and kbias are refilled next */
+    }
+
+    /* Row sums are split over the 4 threads of a quad. */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row_q[r] >= sq) continue;
+        float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        float *orow = out + (int64_t)row_q[r] * qstride + (int64_t)h * D + 2 * t;
+#pragma unroll
+        for (int j = 0; j < D / 8; j++)
+            *(float2 *)(orow + j * 8) = make_float2(o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
+    }
+}
+
+/* ==================================================================== */
+/* ---- CUDA kernels: GEMM path softmax ---- */
+/* ==================================================================== */
+
+/* One block per query row of the chunk: s [n_rows, skv] f32 (already
+ * scaled) -> p [n_rows, skv] bf16, masked, normalised; fully masked rows
+ * become zeros. q_first is the absolute index of row 0. */
+__global__ void softmax_rows_kernel(__nv_bfloat16 *p, const float *s, int64_t skv,
+                                    const float *key_valid, int causal, int64_t q_first,
+                                    int64_t shift) {
+    __shared__ float red[32];
+    const int64_t row = blockIdx.x;
+    const float *sr = s + row * skv;
+    __nv_bfloat16 *pr = p + row * skv;
+    int64_t lim = causal ? row + q_first + shift : skv - 1; /* last visible key */
+    if (lim > skv - 1) lim = skv - 1;
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j <= lim; j += blockDim.x)
+        if (!key_valid || key_valid[j] != 0.0f) mx = fmaxf(mx, sr[j]);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (lane == 0) red[wid] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int w = 0; w < nw; w++) mx = fmaxf(mx, red[w]);
+    __syncthreads();
+
+    float sum = 0.0f;
+    if (mx != -INFINITY)
+        for (int64_t j = threadIdx.x; j <= lim; j += blockDim.x)
+            if (!key_valid || key_valid[j] != 0.0f) sum += expf(sr[j] - mx);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) red[wid] = sum;
+    __syncthreads();
+    sum = 0.0f;
+    for (int w = 0; w < nw; w++) sum += red[w];
+    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+
+    for (int64_t j = threadIdx.x; j < skv; j += blockDim.x) {
+        bool vis = j <= lim && (!key_valid || key_valid[j] != 0.0f) && mx != -INFINITY;
+        pr[j] = __float2bfloat16_rn(vis ? expf(sr[j] - mx) * inv : 0.0f);
+    }
+}
+
+/* ==================================================================== */
+/* ---- kernel launchers ---- */
+/* ==================================================================== */
+
+template <int D, int NW, int MINB, bool KLDM>
+static cudaError_t launch_flash(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                const __nv_bfloat16 *v, int64_t sq, int64_t skv, int64_t hq,
+                                int64_t hkv, float scale, const float *key_valid, bool causal,
+                                cudaStream_t stream) {
+    constexpr int BQ = NW * 16;
+    size_t smem = (size_t)(BQ + 4 * FA_BK) * (D + FA_PAD) * 2 + FA_BK * sizeof(float);
+    /* Above 48 KB a block needs the opt-in (per device, so set at each launch). */
+    cudaError_t e = cudaFuncSetAttribute(flash_attn_kernel<D, NW, MINB, KLDM>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((sq + BQ - 1) / BQ), (unsigned)hq);
+    const float log2e = 1.4426950408889634f;
+    flash_attn_kernel<D, NW, MINB, KLDM><<<grid, NW * 32, smem, stream>>>(
+        out, q, k, v, (int)sq, (int)skv, (int)hq, (int)hkv, scale * log2e, key_valid,
+        causal ? 1 : 0);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16 *q,
+                                                 const __nv_bfloat16 *k,
+                                                 const __nv_bfloat16 *v, int64_t sq,
+                                                 int64_t skv, int64_t hq, int64_t hkv,
+                                                 int64_t d, float scale, const float *key_valid,
+                                                 bool causal, cudaStream_t stream) {
+    if (sq <= 0) return cudaSuccess;
+#define ARGS out, q, k, v, sq, skv, hq, hkv, scale, key_valid, causal, stream
+    if (d == 128) switch (g_fa_variant) { /* benchmark variants (cuda_check) */
+        case 1: return launch_flash<128, 4, 2, false>(ARGS);
+        case 2: return launch_flash<128, 8, 1, false>(ARGS);
+        case 3: return launch_flash<128, 8, 1, true>(ARGS);
+        default: return launch_flash<128, 4, 2, true>(ARGS);
+        }
+    switch (d) {
+#define CASE(D) \
+    case D: return launch_flash<D, 4, 2, true>(ARGS);
+        CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112)
+#undef CASE
+#undef ARGS
+    default:
+        return cudaErrorInvalidValue;
+    }
+}
+
+/* ==================================================================== */
+/* ---- op entry ---- */
+/* ==================================================================== */
+
+/* GEMM path: per head, per chunk of query rows (see the file header). */
+static mold_status attention_gemm(cuda_backend *cb, float *out, const __nv_bfloat16 *qb,
+                                  const __nv_bfloat16 *kb, const __nv_bfloat16 *vb, int64_t sq,
+                                  int64_t skv, int64_t hq, int64_t hkv, int64_t d, float scale,
+                                  const float *key_valid, bool causal, void *scr,
+                                  size_t scr_bytes) {
+    int64_t chunk = (int64_t)((scr_bytes - 512) / ((size_t)skv * 6)); /* 512: alignment slack */
+    if (chunk > sq) chunk = sq;
+    MOLD_ASSERT(chunk >= 1);
+    float *s = (float *)scr;                                                  /* (chunk, skv) f32 */
+    __nv_bfloat16 *p = (__nv_bfloat16 *)((char *)scr + cuda_align256((size_t)chunk * skv * 4)); /* (chunk, skv) bf16 */
+    for (int64_t h = 0; h < hq; h++) {
+        int64_t hk = h / (hq / hkv);
+        for (int64_t q0 = 0; q0 < sq; q0 += chunk) {
+            int64_t nq = sq - q0 < chunk ? sq - q0 : chunk;
+            /* S^T (col-major skv x nq) = K_h (skv x d) * Q_h^T (d x nq) */
+            MOLD_TRY(mold_cuda_gemm(cb, 1, skv, nq, d, scale, kb + hk * d, hkv * d,
+                                    qb + q0 * hq * d + h * d, hq * d, CUDA_R_16BF, s, skv,
+                                    NULL));
+            softmax_rows_kernel<<<(unsigned)nq, 256, 0, cb->stream>>>(p, s, skv, key_valid,
+                                                                       causal, q0, skv - sq);
+            MOLD_CUDA_LAUNCH_CHECK(cb);
+            /* O_h^T (col-major d x nq) = V_h^T (d x skv) * P^T (skv x nq) */
+            MOLD_TRY(mold_cuda_gemm(cb, 0, d, nq, skv, 1.0f, vb + hk * d, hkv * d, p, skv,
+                                    CUDA_R_16BF, out + q0 * hq * d + h * d, hq * d, NULL));
+        }
+    }
+    return MOLD_OK;
+}
+
+#define ATTN_GEMM_SCRATCH ((size_t)512 << 20) /* scores + probabilities per chunk */
+
+extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, const float *q,
+                                              const float *k, const float *v, int64_t sq,
+                                              int64_t skv, int64_t hq, int64_t hkv, int64_t d,
+                                              float scale, const float *key_valid, bool causal) {
+    cuda_backend *cb = cuda_of(be);
+    if (sq < 0 || skv < 0 || hq <= 0 || hkv <= 0 || d <= 0 || hq % hkv != 0 ||
+        sq > INT32_MAX || skv > INT32_MAX)
+        return MOLD_ERR(MOLD_E_INVALID,
+                        "attention: expected sq, skv >= 0 and hq %% hkv == 0, got sq %lld skv %lld "
+                        "hq %lld hkv %lld d %lld",
+                        (long long)sq, (long long)skv, (long long)hq, (long long)hkv,
+                        (long long)d);
+    if (sq == 0) return MOLD_OK;
+    CUDA_OP(cb, "attention", sq, skv, hq, hkv, d, (int64_t)causal);
+    if (skv == 0) { /* no keys: every row outputs zeros */
+        MOLD_CUDA_CHECK(cb, cudaMemsetAsync(out, 0, (size_t)sq * hq * d * 4, cb->stream));
+        return mold_cuda_op_done(cb);
+    }
+    bool flash = !g_force_gemm && d % 16 == 0 && d <= 128;
+    size_t qb_bytes = cuda_align256((size_t)sq * hq * d * 2);
+    size_t kb_bytes = cuda_align256((size_t)skv * hkv * d * 2);
+    size_t extra = 0;
+    if (!flash) {
+        size_t need = (size_t)skv * 6 + 1024; /* at least one row of scores + probabilities */
+        extra = need > ATTN_GEMM_SCRATCH ? need : ATTN_GEMM_SCRATCH;
+        size_t all = (size_t)sq * skv * 6 + 1024; /* never more than the whole problem */
+        if (all < extra) extra = all;
+    }
+    void *scr;
+    MOLD_TRY(mold_cuda_scratch(cb, qb_bytes + 2 * kb_bytes + extra, &scr));
+    __nv_bfloat16 *qb = (__nv_bfloat16 *)scr;                                   /* (sq, hq, d) */
+    __nv_bfloat16 *kb = (__nv_bfloat16 *)((char *)scr + qb_bytes);              /* (skv, hkv, d) */
+    __nv_bfloat16 *vb = (__nv_bfloat16 *)((char *)scr + qb_bytes + kb_bytes);   /* (skv, hkv, d) */
+    MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(qb, q, sq * hq * d, cb->stream));
+    MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(kb, k, skv * hkv * d, cb->stream));
+    MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(vb, v, skv * hkv * d, cb->stream));
+    if (flash) {
+        MOLD_CUDA_CHECK(cb, mold_cuda_flash_attention(out, qb, kb, vb, sq, skv, hq, hkv, d, scale,
+                                                      key_valid, causal, cb->stream));
+    } else {
+        MOLD_TRY(attention_gemm(cb, out, qb, kb, vb, sq, skv, hq, hkv, d, scale, key_valid,
+                                causal, (char *)scr + qb_bytes + 2 * kb_bytes, extra));
+    }
+    return mold_cuda_op_done(cb);
+}

@@ -1,0 +1,183 @@
+/*
+ * norm.cu — RMSNorm, LayerNorm + modulation, channel RMS_norm (see norm.cuh).
+ *
+ * One warp per row for rows of up to 1024 values (per-head QK norms of 128,
+ * text hidden 3584 falls to the block path), one 256-thread block per row
+ * above. Sums are f32; LayerNorm takes the mean first, then the centred
+ * second moment (two passes over the row, the second served by L1/L2), as
+ * PyTorch's layer_norm does, to avoid E[x^2] - E[x]^2 cancellation.
+ */
+#include "norm.cuh"
+
+/* ==================================================================== */
+/* ---- CUDA kernels ---- */
+/* ==================================================================== */
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024); all threads get it. */
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); /* part[] may still be read by a previous call */
+    if (lane == 0) part[wid] = v;
+    __syncthreads();
+    if (wid == 0) {
+        float s = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0f;
+        s = warp_sum(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    return total;
+}
+
+/* Row sum: the warp variant (one warp per row) or block variant. */
+template <bool WARP>
+__device__ __forceinline__ float row_sum(float v) {
+    if constexpr (WARP) return warp_sum(v);
+    else return block_sum(v);
+}
+
+template <bool WARP>
+__global__ void rms_norm_kernel(float *y, const float *x, const float *gamma, int64_t rows,
+                                int64_t dim, float eps) {
+    int64_t row = WARP ? (blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5))
+                       : (int64_t)blockIdx.x;
+    int t = WARP ? (threadIdx.x & 31) : threadIdx.x, nt = WARP ? 32 : blockDim.x;
+    if (row >= rows) return; /* whole warps/blocks leave together */
+    const float *xr = x + row * dim;
+    float *yr = y + row * dim;
+    float ss = 0.0f;
+    for (int64_t i = t; i < dim; i += nt) ss += xr[i] * xr[i];
+    ss = row_sum<WARP>(ss);
+    float r = rsqrtf(ss / (float)dim + eps);
+    for (int64_t i = t; i < dim; i += nt) yr[i] = xr[i] * r * (gamma ? gamma[i] : 1.0f);
+}
+
+template <bool WARP>
+__global__ void layer_norm_mod_kernel(float *y, const float *x, const float *shift,
+                                      const float *scale, int64_t rows, int64_t dim, float eps) {
+    int64_t row = WARP ? (blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5))
+                       : (int64_t)blockIdx.x;
+    int t = WARP ? (threadIdx.x & 31) : threadIdx.x, nt = WARP ? 32 : blockDim.x;
+    if (row >= rows) return;
+    const float *xr = x + row * dim;
+    float *yr = y + row * dim;
+    float s = 0.0f;
+    for (int64_t i = t; i < dim; i += nt) s += xr[i];
+    float mean = row_sum<WARP>(s) / (float)dim;
+    float v = 0.0f;
+    for (int64_t i = t; i < dim; i += nt) {
+        float d = xr[i] - mean;
+        v += d * d;
+    }
+    float rstd = rsqrtf(row_sum<WARP>(v) / (float)dim + eps);
+    for (int64_t i = t; i < dim; i += nt) {
+        float n = (xr[i] - mean) * rstd;
+        yr[i] = n * (1.0f + (scale ? scale[i] : 0.0f)) + (shift ? shift[i] : 0.0f);
+    }
+}
+
+/* One thread per pixel p; loops over channels (coalesced across threads). */
+__global__ void channel_rms_kernel(float *y, const float *x, const float *gamma, int64_t c,
+                                   int64_t hw) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < hw;
+         p += (int64_t)gridDim.x * blockDim.x) {
+        float ss = 0.0f;
+        for (int64_t k = 0; k < c; k++) {
+            float v = x[k * hw + p];
+            ss += v * v;
+        }
+        /* F.normalize: x / max(||x||, 1e-12), then * sqrt(C) * gamma */
+        float f = sqrtf((float)c) / fmaxf(sqrtf(ss), 1e-12f);
+        for (int64_t k = 0; k < c; k++) y[k * hw + p] = x[k * hw + p] * f * (gamma ? gamma[k] : 1.0f);
+    }
+}
+
+/* ==================================================================== */
+/* ---- kernel launchers ---- */
+/* ==================================================================== */
+
+#define WARP_ROW_MAX 1024 /* rows up to this length use one warp each */
+
+extern "C" cudaError_t mold_cuda_rms_norm(float *y, const float *x, const float *gamma,
+                                          int64_t rows, int64_t dim, float eps,
+                                          cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    if (dim <= WARP_ROW_MAX)
+        rms_norm_kernel<true><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(y, x, gamma, rows,
+                                                                                dim, eps);
+    else
+        rms_norm_kernel<false><<<(unsigned)rows, 256, 0, stream>>>(y, x, gamma, rows, dim, eps);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mold_cuda_layer_norm_modulate(float *y, const float *x, const float *shift,
+                                                     const float *scale, int64_t rows,
+                                                     int64_t dim, float eps,
+                                                     cudaStream_t stream) {
+    if (rows <= 0) return cudaSuccess;
+    if (dim <= WARP_ROW_MAX)
+        layer_norm_mod_kernel<true><<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(
+            y, x, shift, scale, rows, dim, eps);
+    else
+        layer_norm_mod_kernel<false><<<(unsigned)rows, 256, 0, stream>>>(y, x, shift, scale,
+                                                                         rows, dim, eps);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t mold_cuda_channel_rms_norm(float *y, const float *x, const float *gamma,
+                                                  int64_t c, int64_t hw, cudaStream_t stream) {
+    if (hw <= 0) return cudaSuccess;
+    channel_rms_kernel<<<cuda_blocks(hw, 256), 256, 0, stream>>>(y, x, gamma, c, hw);
+    return cudaGetLastError();
+}
+
+/* ==================================================================== */
+/* ---- op entries ---- */
+/* ==================================================================== */
+
+static mold_status check_rows(const char *op, int64_t rows, int64_t dim) {
+    if (rows < 0 || dim <= 0 || rows > (int64_t)INT32_MAX)
+        return MOLD_ERR(MOLD_E_INVALID, "%s: expected rows in [0, 2^31) and dim > 0, got %lld x %lld",
+                        op, (long long)rows, (long long)dim);
+    return MOLD_OK;
+}
+
+extern "C" mold_status mold_cuda_op_rms_norm(mold_backend *be, float *y, const float *x,
+                                             const float *gamma, int64_t rows, int64_t dim,
+                                             float eps) {
+    cuda_backend *cb = cuda_of(be);
+    MOLD_TRY(check_rows("rms_norm", rows, dim));
+    CUDA_OP(cb, "rms_norm", rows, dim);
+    MOLD_CUDA_CHECK(cb, mold_cuda_rms_norm(y, x, gamma, rows, dim, eps, cb->stream));
+    return mold_cuda_op_done(cb);
+}
+
+extern "C" mold_status mold_cuda_op_layer_norm_modulate(mold_backend *be, float *y,
+                                                        const float *x, const float *shift,
+                                                        const float *scale, int64_t rows,
+                                                        int64_t dim, float eps) {
+    cuda_backend *cb = cuda_of(be);
+    MOLD_TRY(check_rows("layer_norm_modulate", rows, dim));
+    CUDA_OP(cb, "layer_norm_modulate", rows, dim);
+    MOLD_CUDA_CHECK(cb, mold_cuda_layer_norm_modulate(y, x, shift, scale, rows, dim, eps,
+                                                      cb->stream));
+    return mold_cuda_op_done(cb);
+}
+
+extern "C" mold_status mold_cuda_op_channel_rms_norm(mold_backend *be, float *y, const float *x,
+                                                     const float *gamma, int64_t c, int64_t hw) {
+    cuda_backend *cb = cuda_of(be);
+    if (c <= 0 || hw < 0)
+        return MOLD_ERR(MOLD_E_INVALID, "channel_rms_norm: expected c > 0, hw >= 0, got %lld, %lld",
+                        (long long)c, (long long)hw);
+    CUDA_OP(cb, "channel_rms_norm", c, hw);
+    MOLD_CUDA_CHECK(cb, mold_cuda_channel_rms_norm(y, x, gamma, c, hw, cb->stream));
+    return mold_cuda_op_done(cb);
+}

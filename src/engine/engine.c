@@ -1,0 +1,221 @@
+/*
+ * engine.c — opening a model and keeping its components resident.
+ *
+ * mold_engine_open() validates the model directory (configs) and creates the
+ * backend but loads no weights: each component is mapped and uploaded the
+ * first time a request needs it (mold_engine_need_*) and then stays resident
+ * until mold_engine_close(), so a server or a --batch run never reloads.
+ * Component paths default to the diffusers layout and can be overridden one
+ * by one (--transformer FILE.gguf ...).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/fs.h"
+#include "base/log.h"
+#include "engine_impl.h"
+#include "formats/gguf.h"
+#include "models/qwen2_tokenizer_gguf.h"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+mold_engine_options mold_engine_options_default(void) {
+    mold_engine_options o;
+    memset(&o, 0, sizeof o);
+    o.device = MOLD_DEVICE_CPU;
+    return o;
+}
+
+const char *mold_last_error(void) { return mold_error_message(); }
+
+const char *mold_engine_model_name(const mold_engine *e) { return e->name; }
+
+/* Model name: the last path component of the model directory (or of the
+ * transformer file), without extension. */
+static char *model_name_from(const char *path) {
+    if (!path) return strdup("model");
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/') b--;
+    char *name = strndup(path + b, n - b);
+    if (!name) return NULL;
+    char *dot = strrchr(name, '.');
+    if (dot && dot != name) *dot = 0;
+    /* the diffusers "model" folder of a bundled model: use its parent's name */
+    if (!strcmp(name, "model") && b > 1) {
+        size_t pe = b - 1, pb = pe;
+        while (pb > 0 && path[pb - 1] != '/') pb--;
+        if (pe > pb) {
+            free(name);
+            name = strndup(path + pb, pe - pb);
+        }
+    }
+    return name;
+}
+
+mold_result_code mold_engine_open(const mold_engine_options *opt, mold_engine **out) {
+    *out = NULL;
+    if (!opt->model_dir && !(opt->transformer_path && opt->text_encoder_path && opt->vae_path))
+        return MOLD_ERR(MOLD_E_INVALID, "model: give a model directory, or --transformer, "
+                        "--text-encoder and --vae");
+    mold_engine *e = calloc(1, sizeof *e);
+    if (!e) return MOLD_ERR(MOLD_E_NOMEM, "engine: out of memory");
+    e->opt = *opt;
+    mold_status st = MOLD_OK;
+    if (opt->model_dir) {
+        st = mold_modeldir_open(opt->model_dir, &e->md);
+        if (st != MOLD_OK) goto fail;
+    }
+    e->name = model_name_from(opt->model_dir ? opt->model_dir : opt->transformer_path);
+    if (!e->name) {
+        st = MOLD_ERR(MOLD_E_NOMEM, "engine: out of memory");
+        goto fail;
+    }
+    if (opt->device == MOLD_DEVICE_CUDA)
+        st = mold_backend_cuda_create(opt->cuda_device, &e->be);
+    else
+        st = mold_backend_cpu_create(opt->n_threads, &e->be);
+    if (st != MOLD_OK) goto fail;
+    *out = e;
+    return MOLD_OK;
+fail:
+    mold_engine_close(e);
+    return st;
+}
+
+void mold_engine_close(mold_engine *e) {
+    if (!e) return;
+    mold_prompt_cache_clear(e);
+    mold_vae_free(e->vae);
+    mold_dit_free(e->dit);
+    mold_text_encoder_free(e->te);
+    mold_tokenizer_free(e->tok);
+    mold_container_close(&e->c_vae);
+    mold_container_close(&e->c_dit);
+    mold_container_close(&e->c_text);
+    mold_backend_free(e->be);
+    mold_modeldir_close(&e->md);
+    free(e->name);
+    free(e);
+}
+
+/* Path of a component: the override when given, else <model>/<sub>. */
+static mold_status component_path(mold_engine *e, const char *override, const char *dir,
+                                  const char *what, char **out) {
+    *out = NULL;
+    if (override) {
+        *out = strdup(override);
+    } else if (dir) {
+        *out = strdup(dir);
+    } else {
+        return MOLD_ERR(MOLD_E_NOTFOUND, "%s: no %s in %s and no override given", what, what,
+                        e->opt.model_dir ? e->opt.model_dir : "(no model directory)");
+    }
+    return *out ? MOLD_OK : MOLD_ERR(MOLD_E_NOMEM, "out of memory");
+}
+
+/* Opens the text encoder's container if it is not open yet (the tokenizer
+ * of a GGUF text encoder lives in its metadata). */
+static mold_status open_text_container(mold_engine *e) {
+    if (e->c_text.path) return MOLD_OK;
+    char *path;
+    MOLD_TRY(component_path(e, e->opt.text_encoder_path, e->md.text_encoder_dir, "text_encoder",
+                            &path));
+    mold_status st = mold_container_open(path, &e->c_text);
+    free(path);
+    return st;
+}
+
+static int has_gguf_suffix(const char *p) {
+    size_t n = p ? strlen(p) : 0;
+    return n >= 5 && !strcmp(p + n - 5, ".gguf");
+}
+
+/* Tokenizer files (--tokenizer, <model>/tokenizer) win; without them a GGUF
+ * text encoder's tokenizer.ggml.* metadata is used (issue 8). */
+mold_status mold_engine_need_tokenizer(mold_engine *e) {
+    if (e->tok) return MOLD_OK;
+    if (!e->opt.tokenizer_path && !e->md.tokenizer_dir &&
+        has_gguf_suffix(e->opt.text_encoder_path)) {
+        MOLD_TRY(open_text_container(e));
+        if (e->c_text.gguf) return mold_tokenizer_from_gguf(e->c_text.gguf, &e->tok);
+    }
+    char *path;
+    MOLD_TRY(component_path(e, e->opt.tokenizer_path, e->md.tokenizer_dir, "tokenizer", &path));
+    mold_status st = mold_tokenizer_load(path, &e->tok);
+    free(path);
+    return st;
+}
+
+mold_status mold_engine_need_text(mold_engine *e) {
+    if (e->te) return MOLD_OK;
+    double t0 = now_ms();
+    mold_status st = open_text_container(e);
+    /* A GGUF text encoder carries its own hyper-parameters; they become the
+     * engine's effective text config (md.text is what generate.c reads). */
+    if (st == MOLD_OK && e->c_text.gguf) {
+        st = mold_gguf_text_config(e->c_text.gguf, &e->md.text);
+        if (st == MOLD_OK) e->md.has_text = true;
+    } else if (st == MOLD_OK && !e->md.has_text) {
+        st = MOLD_ERR(MOLD_E_NOTFOUND, "text_encoder: no config.json (give a model directory)");
+    }
+    if (st == MOLD_OK) st = mold_text_encoder_load(e->be, &e->md.text, &e->c_text.src, &e->te);
+    if (st != MOLD_OK) {
+        mold_container_close(&e->c_text);
+        return st;
+    }
+    e->n_loads_text++;
+    MOLD_LOGI("loaded text encoder in %.0f ms", now_ms() - t0);
+    return MOLD_OK;
+}
+
+mold_status mold_engine_need_dit(mold_engine *e) {
+    if (e->dit) return MOLD_OK;
+    char *path;
+    MOLD_TRY(component_path(e, e->opt.transformer_path, e->md.transformer_dir, "transformer",
+                            &path));
+    double t0 = now_ms();
+    mold_status st = mold_container_open(path, &e->c_dit);
+    free(path);
+    /* GGUF transformers store no config: without config.json derive it from
+     * the tensor shapes (it becomes the effective md.dit) */
+    if (st == MOLD_OK && !e->md.has_dit && e->c_dit.gguf) {
+        st = mold_dit_config_from_source(&e->c_dit.src, &e->md.dit);
+        if (st == MOLD_OK) e->md.has_dit = true;
+    } else if (st == MOLD_OK && !e->md.has_dit) {
+        st = MOLD_ERR(MOLD_E_NOTFOUND, "transformer: no config.json (give a model directory)");
+    }
+    if (st == MOLD_OK) st = mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit);
+    if (st != MOLD_OK) {
+        mold_container_close(&e->c_dit);
+        return st;
+    }
+    e->n_loads_dit++;
+    MOLD_LOGI("loaded transformer in %.0f ms", now_ms() - t0);
+    return MOLD_OK;
+}
+
+mold_status mold_engine_need_vae(mold_engine *e) {
+    if (e->vae) return MOLD_OK;
+    char *path;
+    MOLD_TRY(component_path(e, e->opt.vae_path, e->md.vae_dir, "vae", &path));
+    double t0 = now_ms();
+    mold_status st = mold_container_open(path, &e->c_vae);
+    free(path);
+    if (st == MOLD_OK && !e->md.has_vae)
+        st = MOLD_ERR(MOLD_E_NOTFOUND, "vae: no config.json (give a model directory)");
+    if (st == MOLD_OK) st = mold_vae_load(e->be, &e->md.vae, &e->c_vae.src, &e->vae);
+    if (st != MOLD_OK) {
+        mold_container_close(&e->c_vae);
+        return st;
+    }
+    e->n_loads_vae++;
+    MOLD_LOGI("loaded VAE in %.0f ms", now_ms() - t0);
+    return MOLD_OK;
+}

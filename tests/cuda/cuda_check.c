@@ -1,0 +1,427 @@
+/*
+ * cuda_check.c — CUDA-vs-CPU comparisons and timings at real Qwen-Image
+ * sizes (run by scripts/gpu-check.sh on a GPU machine; not a ctest: it needs
+ * a GPU and a few minutes of CPU for the references).
+ *
+ * For each op: the CUDA op runs on the full real-size problem and is timed
+ * (median over batches of repetitions, host clock around backend syncs);
+ * the CPU backend computes a reference for all of it or, where that would
+ * take minutes, for an exact sub-problem (a block of rows for matmul, two
+ * heads for attention, a corner crop for conv) that is compared with the
+ * matching part of the CUDA output. Prints one table row per op:
+ *   op | shape | cuda ms | rate | rel err | tol | ok
+ * Exits 1 if any comparison fails (NaN never passes), 0 otherwise.
+ *
+ * Sizes (Qwen-Image-2512 at 1328 x 1328): 6921 image tokens + 32 text
+ * tokens, hidden 3072, FFN 12288, 24 heads x 128; VAE decoder 96 channels at
+ * full resolution.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend/ops.h"
+#include "base/dtype.h"
+#include "base/quant.h"
+
+/* Internal benchmark hooks of the CUDA backend (matmul.cu, attention.cu). */
+mold_status mold_cuda_bench_gemm(mold_backend *be, int64_t m, int64_t n, int64_t k, int iters,
+                                 double *median_ms);
+void mold_cuda_attention_force_gemm(int on);
+void mold_cuda_attention_set_variant(int v);
+mold_status mold_cuda_bench_h2d(mold_backend *be, size_t bytes, double *pinned_gbps,
+                                double *pageable_gbps);
+
+static mold_backend *G, *C; /* CUDA, CPU */
+static int g_failed;
+
+/* ---- helpers ---- */
+
+static uint64_t g_rng = 0x853c49e6748fea9bull;
+
+static float frand(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 40) * (2.0 / 16777216.0)) - 1.0f;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(mold_status st, const char *what) {
+    if (st == MOLD_OK) return;
+    fprintf(stderr, "FATAL: %s: %s\n", what, mold_error_message());
+    exit(2);
+}
+
+static float *host_rand(int64_t n) {
+    float *p = malloc((size_t)n * 4);
+    if (!p) die(MOLD_E_NOMEM, "malloc");
+    for (int64_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static float *dev_upload(mold_backend *be, const float *h, int64_t n) {
+    float *d = be->i->alloc(be, (size_t)n * 4);
+    if (!d) die(MOLD_E_NOMEM, "alloc");
+    die(be->i->upload(be, d, h, (size_t)n * 4), "upload");
+    return d;
+}
+
+static float *dev_download(mold_backend *be, const float *d, int64_t n) {
+    float *h = malloc((size_t)n * 4);
+    die(be->i->download(be, h, d, (size_t)n * 4), "download");
+    return h;
+}
+
+/* ||a - b|| / ||b||; NaN in a -> NaN. */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+        if (!isfinite(a[i])) return NAN;
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* A timed op: a callback run `reps` times per batch. */
+typedef void (*op_fn)(void *ctx);
+
+static double time_ms(op_fn fn, void *ctx, int reps) {
+    fn(ctx); /* warm-up: plans, scratch growth */
+    die(G->i->sync(G), "sync");
+    double best[5];
+    for (int b = 0; b < 5; b++) {
+        double t0 = now_s();
+        for (int r = 0; r < reps; r++) fn(ctx);
+        die(G->i->sync(G), "sync");
+        best[b] = (now_s() - t0) * 1e3 / reps;
+    }
+    for (int i = 1; i < 5; i++) /* median of 5 */
+        for (int j = i; j > 0 && best[j] < best[j - 1]; j--) {
+            double t = best[j];
+            best[j] = best[j - 1];
+            best[j - 1] = t;
+        }
+    return best[2];
+}
+
+static void row(const char *op, const char *shape, double ms, const char *rate, double rel,
+                double tol) {
+    int ok = !(rel > tol) && !isnan(rel);
+    if (rel < 0) ok = 1; /* no comparison for this row */
+    if (!ok) g_failed = 1;
+    char relbuf[32];
+    if (rel < 0) snprintf(relbuf, sizeof relbuf, "-");
+    else snprintf(relbuf, sizeof relbuf, "%.2e", rel);
+    printf("| %-22s | %-34s | %9.3f | %-20s | %9s | %7.0e | %-4s |\n", op, shape, ms, rate,
+           relbuf, tol, rel < 0 ? "-" : (ok ? "ok" : "FAIL"));
+    fflush(stdout);
+}
+
+/* Weight [n_out, n_in] of dtype dt from random values, on both backends. */
+typedef struct wboth {
+    void *data;
+    mold_tensor t;
+    mold_weight wg, wc;
+} wboth;
+
+static void wboth_make(wboth *w, mold_dtype dt, int64_t n_out, int64_t n_in, int on_cpu,
+                       double *upload_ms) {
+    uint64_t row_bytes = 0;
+    die(mold_dtype_row_bytes(dt, (uint64_t)n_in, &row_bytes), "row bytes");
+    w->data = malloc(row_bytes * n_out);
+    float *tmp = malloc((size_t)n_in * 4);
+    for (int64_t r = 0; r < n_out; r++) {
+        for (int64_t j = 0; j < n_in; j++) tmp[j] = frand() * 0.05f;
+        uint8_t *dst = (uint8_t *)w->data + r * row_bytes;
+        if (dt == MOLD_BF16)
+            for (int64_t j = 0; j < n_in; j++) ((uint16_t *)dst)[j] = mold_f32_to_bf16(tmp[j]);
+        else
+            die(mold_quantize(dt, tmp, dst, n_in), "quantize");
+    }
+    free(tmp);
+    memset(&w->t, 0, sizeof w->t);
+    w->t.name = "bench.weight";
+    w->t.dtype = dt;
+    w->t.n_dims = 2;
+    w->t.shape[0] = n_out;
+    w->t.shape[1] = n_in;
+    w->t.data = w->data;
+    w->t.n_bytes = row_bytes * n_out;
+    double t0 = now_s();
+    die(G->i->weight_upload(G, &w->t, n_out, n_in, &w->wg), "cuda weight_upload");
+    if (upload_ms) *upload_ms = (now_s() - t0) * 1e3;
+    memset(&w->wc, 0, sizeof w->wc);
+    if (on_cpu) die(C->i->weight_upload(C, &w->t, n_out, n_in, &w->wc), "cpu weight_upload");
+}
+
+static void wboth_free(wboth *w) {
+    G->i->weight_free(G, &w->wg);
+    if (w->wc.data) C->i->weight_free(C, &w->wc);
+    free(w->data);
+}
+
+/* ---- matmul ---- */
+
+typedef struct mm_ctx {
+    float *y, *x, *b;
+    int64_t m;
+    mold_weight *w;
+} mm_ctx;
+
+static void mm_run(void *p) {
+    mm_ctx *c = p;
+    die(G->i->matmul(G, c->y, c->x, c->m, c->w, c->b), "cuda matmul");
+}
+
+/* y[m, n_out] = x W^T + b on CUDA (timed); CPU reference for the first
+ * `m_ref` rows. */
+static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int64_t m_ref) {
+    wboth w;
+    wboth_make(&w, dt, n_out, n_in, 1, NULL);
+    float *xh = host_rand(m * n_in), *bh = host_rand(n_out);
+    float *xg = dev_upload(G, xh, m * n_in), *bg = dev_upload(G, bh, n_out);
+    float *yg = G->i->alloc(G, (size_t)m * n_out * 4);
+    mm_ctx ctx = {yg, xg, bg, m, &w.wg};
+    double ms = time_ms(mm_run, &ctx, 5);
+    float *yh = dev_download(G, yg, m_ref * n_out);
+    float *xc = dev_upload(C, xh, m_ref * n_in), *bc = dev_upload(C, bh, n_out);
+    float *yc = C->i->alloc(C, (size_t)m_ref * n_out * 4);
+    die(C->i->matmul(C, yc, xc, m_ref, &w.wc, bc), "cpu matmul");
+    float *yr = dev_download(C, yc, m_ref * n_out);
+    char shape[64], rate[32];
+    snprintf(shape, sizeof shape, "%lldx%lld . %lldx%lld %s", (long long)m, (long long)n_in,
+             (long long)n_in, (long long)n_out, mold_dtype_name(dt));
+    snprintf(rate, sizeof rate, "%.0f TFLOP/s", 2.0 * m * n_in * n_out / (ms * 1e-3) / 1e12);
+    row("matmul", shape, ms, rate, rel_err(yh, yr, m_ref * n_out), 1e-2);
+    free(xh); free(bh); free(yh); free(yr);
+    G->i->free(G, xg); G->i->free(G, bg); G->i->free(G, yg);
+    C->i->free(C, xc); C->i->free(C, bc); C->i->free(C, yc);
+    wboth_free(&w);
+}
+
+/* ---- attention ---- */
+
+typedef struct at_ctx {
+    float *o, *q, *k, *v, *valid;
+    int64_t s, h, d;
+} at_ctx;
+
+static void at_run(void *p) {
+    at_ctx *c = p;
+    die(G->i->attention(G, c->o, c->q, c->k, c->v, c->s, c->s, c->h, c->h, c->d,
+                        1.0f / sqrtf((float)c->d), c->valid, false), "cuda attention");
+}
+
+/* Joint attention over s tokens (the last n_pad keys masked out like text
+ * padding); CPU reference on two of the heads. */
+static const char *const FA_VARIANTS[] = {"4w ldm", "4w lds", "8w lds", "8w ldm"};
+
+static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm,
+                            int variant) {
+    int64_t n = s * h * d;
+    float *qh = host_rand(n), *kh = host_rand(n), *vh = host_rand(n);
+    float *valid = malloc((size_t)s * 4);
+    for (int64_t j = 0; j < s; j++) valid[j] = j >= s - n_pad ? 0.0f : 1.0f;
+    at_ctx c = {G->i->alloc(G, (size_t)n * 4), dev_upload(G, qh, n), dev_upload(G, kh, n),
+                dev_upload(G, vh, n), dev_upload(G, valid, s), s, h, d};
+    mold_cuda_attention_force_gemm(gemm);
+    mold_cuda_attention_set_variant(variant);
+    double ms = time_ms(at_run, &c, 3);
+    mold_cuda_attention_force_gemm(0);
+    mold_cuda_attention_set_variant(0);
+    float *og = dev_download(G, c.o, n);
+    /* two heads (0 and h-1) as a 2-head problem on the CPU */
+    int64_t hs[2] = {0, h - 1}, n2 = s * 2 * d;
+    float *q2 = malloc(n2 * 4), *k2 = malloc(n2 * 4), *v2 = malloc(n2 * 4), *g2 = malloc(n2 * 4);
+    for (int64_t t = 0; t < s; t++)
+        for (int i = 0; i < 2; i++) {
+            size_t src = ((size_t)t * h + hs[i]) * d, dst = ((size_t)t * 2 + i) * d;
+            memcpy(q2 + dst, qh + src, d * 4);
+            memcpy(k2 + dst, kh + src, d * 4);
+            memcpy(v2 + dst, vh + src, d * 4);
+            memcpy(g2 + dst, og + src, d * 4);
+        }
+    float *qc = dev_upload(C, q2, n2), *kc = dev_upload(C, k2, n2), *vc = dev_upload(C, v2, n2);
+    float *vd = dev_upload(C, valid, s), *oc = C->i->alloc(C, n2 * 4);
+    die(C->i->attention(C, oc, qc, kc, vc, s, s, 2, 2, d, 1.0f / sqrtf((float)d), vd, false),
+        "cpu attention");
+    float *ref = dev_download(C, oc, n2);
+    char shape[64], rate[32];
+    snprintf(shape, sizeof shape, "S=%lld %lldx%lld pad %lld [%s]", (long long)s, (long long)h,
+             (long long)d, (long long)n_pad, gemm ? "gemm" : FA_VARIANTS[variant]);
+    snprintf(rate, sizeof rate, "%.0f TFLOP/s", 4.0 * s * s * d * h / (ms * 1e-3) / 1e12);
+    row("attention", shape, ms, rate, rel_err(g2, ref, n2), 1e-2);
+    free(qh); free(kh); free(vh); free(valid); free(og);
+    free(q2); free(k2); free(v2); free(g2); free(ref);
+    G->i->free(G, c.o); G->i->free(G, c.q); G->i->free(G, c.k); G->i->free(G, c.v);
+    G->i->free(G, c.valid);
+    C->i->free(C, qc); C->i->free(C, kc); C->i->free(C, vc); C->i->free(C, vd); C->i->free(C, oc);
+}
+
+/* ---- conv ---- */
+
+typedef struct cv_ctx {
+    float *y, *x, *b;
+    int64_t c, h, w;
+    mold_weight *wt;
+} cv_ctx;
+
+static void cv_run(void *p) {
+    cv_ctx *c = p;
+    die(G->i->conv2d(G, c->y, c->x, c->c, c->h, c->w, c->wt, 3, 3, 1, c->b), "cuda conv2d");
+}
+
+/* 3x3 pad-1 conv c -> c at h x w; CPU on the top-left crop (rows/cols
+ * 0..crop-2 of the output only depend on the crop's input). */
+static void check_conv(int64_t c, int64_t h, int64_t w, int64_t crop) {
+    wboth wt;
+    wboth_make(&wt, MOLD_BF16, c, c * 9, 1, NULL);
+    float *xh = host_rand(c * h * w), *bh = host_rand(c);
+    cv_ctx ctx = {G->i->alloc(G, (size_t)c * h * w * 4), dev_upload(G, xh, c * h * w),
+                  dev_upload(G, bh, c), c, h, w, &wt.wg};
+    double ms = time_ms(cv_run, &ctx, 3);
+    float *yg = dev_download(G, ctx.y, c * h * w);
+    float *xcrop = malloc((size_t)c * crop * crop * 4);
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t r = 0; r < crop; r++)
+            memcpy(xcrop + (ch * crop + r) * crop, xh + (ch * h + r) * w, crop * 4);
+    float *xc = dev_upload(C, xcrop, c * crop * crop), *bc = dev_upload(C, bh, c);
+    float *yc = C->i->alloc(C, (size_t)c * crop * crop * 4);
+    die(C->i->conv2d(C, yc, xc, c, crop, crop, &wt.wc, 3, 3, 1, bc), "cpu conv2d");
+    float *yr = dev_download(C, yc, c * crop * crop);
+    int64_t inner = crop - 1, ni = c * inner * inner;
+    float *a = malloc(ni * 4), *b = malloc(ni * 4);
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t r = 0; r < inner; r++) {
+            memcpy(a + (ch * inner + r) * inner, yg + (ch * h + r) * w, inner * 4);
+            memcpy(b + (ch * inner + r) * inner, yr + (ch * crop + r) * crop, inner * 4);
+        }
+    char shape[64], rate[48];
+    snprintf(shape, sizeof shape, "%lld->%lld 3x3 %lldx%lld", (long long)c, (long long)c,
+             (long long)h, (long long)w);
+    snprintf(rate, sizeof rate, "%.0f TFLOP/s %.0f Mpx/s", 2.0 * c * c * 9 * h * w / (ms * 1e-3) / 1e12,
+             h * w / (ms * 1e-3) / 1e6);
+    row("conv2d", shape, ms, rate, rel_err(a, b, ni), 1e-2);
+    free(xh); free(bh); free(yg); free(xcrop); free(yr); free(a); free(b);
+    G->i->free(G, ctx.y); G->i->free(G, ctx.x); G->i->free(G, ctx.b);
+    C->i->free(C, xc); C->i->free(C, bc); C->i->free(C, yc);
+    wboth_free(&wt);
+}
+
+/* ---- memory-bound ops at DiT sizes, compared in full ---- */
+
+typedef struct ew_ctx {
+    int kind;
+    float *y, *a, *b, *c;
+    int64_t rows, dim;
+} ew_ctx;
+
+static void ew_op(mold_backend *be, ew_ctx *c) {
+    switch (c->kind) {
+    case 0: die(be->i->layer_norm_modulate(be, c->y, c->a, c->b, c->c, c->rows, c->dim, 1e-6f), "lnm"); break;
+    case 1: die(be->i->gelu_tanh(be, c->y, c->a, c->rows * c->dim), "gelu"); break;
+    case 2: die(be->i->gated_add(be, c->y, c->b, c->a, c->rows, c->dim), "gated_add"); break;
+    case 3: die(be->i->rms_norm(be, c->y, c->a, c->b, c->rows, c->dim, 1e-6f), "rms"); break;
+    case 4: die(be->i->rope(be, c->y, c->rows, 24, 128, c->b, c->c, MOLD_ROPE_INTERLEAVED), "rope"); break;
+    default: break;
+    }
+}
+
+static void ew_run(void *p) { ew_op(G, p); }
+
+static void check_ew(int kind, const char *name, int64_t rows, int64_t dim, double bytes_per_el) {
+    int64_t n = rows * dim, nv = kind == 4 ? rows * 64 : dim;
+    float *ah = host_rand(n), *yh0 = host_rand(n), *bh = host_rand(nv), *ch = host_rand(nv);
+    ew_ctx g = {kind, dev_upload(G, yh0, n), dev_upload(G, ah, n), dev_upload(G, bh, nv),
+                dev_upload(G, ch, nv), rows, dim};
+    ew_ctx c = {kind, dev_upload(C, yh0, n), dev_upload(C, ah, n), dev_upload(C, bh, nv),
+                dev_upload(C, ch, nv), rows, dim};
+    ew_op(G, &g); /* one application for the comparison */
+    ew_op(C, &c);
+    float *yg = dev_download(G, g.y, n), *yc = dev_download(C, c.y, n);
+    double rel = rel_err(yg, yc, n);
+    double ms = time_ms(ew_run, &g, 20);
+    char shape[64], rate[32];
+    snprintf(shape, sizeof shape, "%lldx%lld", (long long)rows, (long long)dim);
+    snprintf(rate, sizeof rate, "%.0f GB/s", bytes_per_el * n / (ms * 1e-3) / 1e9);
+    row(name, shape, ms, rate, rel, 1e-5);
+    free(ah); free(yh0); free(bh); free(ch); free(yg); free(yc);
+    G->i->free(G, g.y); G->i->free(G, g.a); G->i->free(G, g.b); G->i->free(G, g.c);
+    C->i->free(C, c.y); C->i->free(C, c.a); C->i->free(C, c.b); C->i->free(C, c.c);
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    mold_status st = mold_backend_cuda_create(0, &G);
+    if (st != MOLD_OK) {
+        printf("cuda_check: %s\n", mold_error_message());
+        return st == MOLD_E_UNSUPPORTED ? 0 : 1;
+    }
+    die(mold_backend_cpu_create(0, &C), "cpu backend");
+    const int64_t S_IMG = 6921, S = 6921 + 32, D = 3072, F = 12288;
+    printf("| %-22s | %-34s | %9s | %-20s | %9s | %7s | %-4s |\n", "op", "shape", "cuda ms",
+           "rate", "rel err", "tol", "ok");
+    printf("|------------------------|------------------------------------|-----------|"
+           "----------------------|-----------|---------|------|\n");
+
+    /* cuBLAS peak (raw bf16 GEMM, random data) */
+    double ms = 0;
+    char rate[32];
+    die(mold_cuda_bench_gemm(G, 8192, 8192, 8192, 20, &ms), "bench gemm");
+    snprintf(rate, sizeof rate, "%.0f TFLOP/s", 2.0 * 8192 * 8192 * 8192 / (ms * 1e-3) / 1e12);
+    row("cublasLt bf16 (peak)", "8192^3", ms, rate, -1, 0);
+    die(mold_cuda_bench_gemm(G, F, S_IMG, D, 20, &ms), "bench gemm");
+    snprintf(rate, sizeof rate, "%.0f TFLOP/s", 2.0 * F * S_IMG * D / (ms * 1e-3) / 1e12);
+    row("cublasLt bf16 (raw)", "6921x3072 . 3072x12288", ms, rate, -1, 0);
+
+    /* weight upload: a 1 GiB bf16 weight from pageable host memory */
+    {
+        wboth w;
+        double up_ms = 0;
+        int64_t n_out = quick ? 4096 : 32768, n_in = 16384;
+        wboth_make(&w, MOLD_BF16, n_out, n_in, 0, &up_ms);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%lldx%lld bf16 (%.0f MiB)", (long long)n_out,
+                 (long long)n_in, n_out * n_in * 2 / 1048576.0);
+        snprintf(rate, sizeof rate, "%.1f GB/s", n_out * n_in * 2 / (up_ms * 1e-3) / 1e9);
+        row("weight_upload", shape, up_ms, rate, -1, 0);
+        wboth_free(&w);
+    }
+
+    {
+        double pinned = 0, pageable = 0;
+        die(mold_cuda_bench_h2d(G, (size_t)128 << 20, &pinned, &pageable), "bench h2d");
+        snprintf(rate, sizeof rate, "%.1f / %.1f GB/s", pinned, pageable);
+        row("h2d pinned / pageable", "128 MiB cudaMemcpyAsync", 0, rate, -1, 0);
+    }
+    check_matmul(MOLD_BF16, S_IMG, D, F, 64);  /* FFN up */
+    check_matmul(MOLD_BF16, S_IMG, F, D, 64);  /* FFN down */
+    check_matmul(MOLD_BF16, S_IMG, D, D, 64);  /* attention projections */
+    check_matmul(MOLD_Q4_K, S_IMG, D, F, 64);
+    check_matmul(MOLD_Q8_0, S_IMG, D, F, 64);
+    for (int v = 0; v < 4; v++) check_attention(S, 24, 128, 20, 0, v);
+    check_attention(S, 24, 128, 20, 1, 0);
+    check_conv(96, 1328, 1328, 96);
+    check_ew(0, "layer_norm_modulate", S_IMG, D, 8);
+    check_ew(1, "gelu_tanh", S_IMG, F, 8);
+    check_ew(2, "gated_add", S_IMG, D, 12);
+    check_ew(3, "rms_norm (per head)", S_IMG * 24, 128, 8);
+    check_ew(4, "rope (24 heads)", S_IMG, 24 * 128, 8);
+
+    G->i->destroy(G);
+    C->i->destroy(C);
+    printf("cuda_check: %s\n", g_failed ? "FAILED" : "all comparisons within tolerance");
+    return g_failed;
+}

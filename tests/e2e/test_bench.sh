@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `mold bench` on the tiny model: the table prints and the last line is one JSON
+# object whose stage times are positive and whose byte counts match the files.
+# usage: test_bench.sh MOLD FIXTURES BUILD_DIR
+set -euo pipefail
+MOLD=$1 FIX=$2
+out=$("$MOLD" bench "$FIX/qwen-image-tiny/model" --width 64 --height 48 --repeats 2 --text-tokens 8 2>/dev/null)
+echo "$out"
+tail -1 <<<"$out" | python3 -c "
+import json, sys
+r = json.loads(sys.stdin.read())
+for k in ('encode_ms', 'dit_step_ms', 'dit_cfg_step_ms', 'vae_decode_ms', 'png_encode_ms'):
+    assert r[k] > 0, (k, r[k])
+assert r['width'] == 64 and r['height'] == 48 and r['repeats'] == 2
+# the tiny transformer has 340,480 parameters (see mold inspect): bf16 matrices, f32 vectors
+assert 340480 * 2 <= r['bytes_dit'] <= 340480 * 4, r['bytes_dit']
+assert r['peak_host_bytes'] > 0
+print('1 passed, 0 failed')
+"
+"$MOLD" bench "$FIX/qwen-image-tiny/model" --width 50 2>/dev/null && { echo "width 50 accepted"; exit 1; }
+exit 0

@@ -1,0 +1,545 @@
+/*
+ * test_cuda_ops.c — every op of the CUDA backend against the CPU backend
+ * (the reference) on random non-zero data, odd sizes, masks, GQA, causal
+ * offsets, unaligned sub-buffers and every supported weight dtype.
+ *
+ * Skips (passes, printing "SKIP: ...") only when there is no CUDA device at
+ * all: built without CUDA, or mold_backend_cuda_create() reporting
+ * MOLD_E_UNSUPPORTED "no CUDA device" (cudaGetDeviceCount found no device or
+ * no driver is installed — the CI machine). Any other failure fails.
+ *
+ * Outputs are poisoned with NaN before every CUDA op, so an element the op
+ * forgets to write fails the comparison (NaN never passes tu_check_close).
+ *
+ * Tolerances (relative L2 error vs CPU):
+ *   - ops whose inputs CUDA rounds to bf16 (matmul with bf16/f16/ggml
+ *     weights, conv2d, attention): 1e-2 (bf16 has 8 significant bits, so a
+ *     K-term dot product lands near 2^-9 / sqrt-averaged, ~3e-3);
+ *   - f32 paths (f32-weight matmul, norms, rope, elementwise, embed): 1e-5.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/ops.h"
+#include "base/dtype.h"
+#include "base/quant.h"
+#include "testutil.h"
+
+#ifdef MOLD_HAVE_CUDA
+
+/* attention.cu: forces the GEMM attention path (compares both paths). */
+void mold_cuda_attention_force_gemm(int on);
+
+#define TOL_BF16 1e-2
+#define TOL_F32 1e-5
+
+/* ---- fixtures ---- */
+
+static mold_backend *g_cpu, *g_cuda;
+
+static uint64_t g_rng = 0x2545f4914f6cdd1dull;
+
+static float frand(void) { /* uniform in [-1, -0.05] U [0.05, 1], never 0 */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    float u = (float)((g_rng >> 40) * (1.0 / 16777216.0));
+    float mag = 0.05f + 0.95f * u;
+    return (g_rng & 1) ? -mag : mag;
+}
+
+static float *rnd(int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    for (int64_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+/* A host array mirrored in both backends. */
+typedef struct pair {
+    int64_t n;
+    float *host;
+    float *cpu, *gpu;
+} pair;
+
+static pair pair_make(const float *host, int64_t n) {
+    pair p = {n, malloc((size_t)n * 4), NULL, NULL};
+    assert_non_null(p.host);
+    if (host) memcpy(p.host, host, (size_t)n * 4);
+    else for (int64_t i = 0; i < n; i++) p.host[i] = frand();
+    p.cpu = g_cpu->i->alloc(g_cpu, (size_t)n * 4);
+    p.gpu = g_cuda->i->alloc(g_cuda, (size_t)n * 4);
+    assert_non_null(p.cpu);
+    assert_non_null(p.gpu);
+    tu_ok(g_cpu->i->upload(g_cpu, p.cpu, p.host, (size_t)n * 4), "cpu upload");
+    tu_ok(g_cuda->i->upload(g_cuda, p.gpu, p.host, (size_t)n * 4), "cuda upload");
+    return p;
+}
+
+static pair pair_rand(int64_t n) { return pair_make(NULL, n); }
+
+/* Fills the CUDA copy with NaN (an unwritten element then fails). */
+static void poison(pair *p) {
+    float *nan = malloc((size_t)p->n * 4);
+    assert_non_null(nan);
+    for (int64_t i = 0; i < p->n; i++) nan[i] = NAN;
+    tu_ok(g_cuda->i->upload(g_cuda, p->gpu, nan, (size_t)p->n * 4), "poison");
+    free(nan);
+}
+
+static void pair_free(pair *p) {
+    g_cpu->i->free(g_cpu, p->cpu);
+    g_cuda->i->free(g_cuda, p->gpu);
+    free(p->host);
+}
+
+/* Downloads both copies and compares CUDA against CPU. */
+static double compare(const char *what, const pair *p, double tol) {
+    float *a = malloc((size_t)p->n * 4), *b = malloc((size_t)p->n * 4);
+    assert_non_null(a);
+    assert_non_null(b);
+    tu_ok(g_cuda->i->download(g_cuda, a, p->gpu, (size_t)p->n * 4), "cuda download");
+    tu_ok(g_cpu->i->download(g_cpu, b, p->cpu, (size_t)p->n * 4), "cpu download");
+    double rel = tu_check_close(what, a, b, (size_t)p->n, tol);
+    free(a);
+    free(b);
+    return rel;
+}
+
+/* Weight data of `dt` made from random values, uploaded to both backends. */
+typedef struct wpair {
+    void *data;
+    mold_tensor t;
+    mold_weight wc, wg;
+} wpair;
+
+static void wpair_make(wpair *w, mold_dtype dt, int64_t n_out, int64_t n_in) {
+    float *src = rnd(n_out * n_in);
+    uint64_t row_bytes = 0;
+    tu_ok(mold_dtype_row_bytes(dt, (uint64_t)n_in, &row_bytes), "row bytes");
+    w->data = malloc(row_bytes * (uint64_t)n_out);
+    assert_non_null(w->data);
+    for (int64_t r = 0; r < n_out; r++) {
+        uint8_t *row = (uint8_t *)w->data + r * row_bytes;
+        const float *s = src + r * n_in;
+        if (dt == MOLD_F32) memcpy(row, s, (size_t)n_in * 4);
+        else if (dt == MOLD_BF16)
+            for (int64_t j = 0; j < n_in; j++) ((uint16_t *)row)[j] = mold_f32_to_bf16(s[j]);
+        else if (dt == MOLD_F16)
+            for (int64_t j = 0; j < n_in; j++) ((uint16_t *)row)[j] = mold_f32_to_f16(s[j]);
+        else tu_ok(mold_quantize(dt, s, row, n_in), "quantize");
+    }
+    free(src);
+    memset(&w->t, 0, sizeof w->t);
+    w->t.name = "test.weight";
+    w->t.dtype = dt;
+    w->t.n_dims = 2;
+    w->t.shape[0] = n_out;
+    w->t.shape[1] = n_in;
+    w->t.data = w->data;
+    w->t.n_bytes = row_bytes * (uint64_t)n_out;
+    tu_ok(g_cpu->i->weight_upload(g_cpu, &w->t, n_out, n_in, &w->wc), "cpu weight");
+    tu_ok(g_cuda->i->weight_upload(g_cuda, &w->t, n_out, n_in, &w->wg), "cuda weight");
+}
+
+static void wpair_free(wpair *w) {
+    g_cpu->i->weight_free(g_cpu, &w->wc);
+    g_cuda->i->weight_free(g_cuda, &w->wg);
+    free(w->data);
+}
+
+/* ---- matmul, embed ---- */
+
+static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int with_bias,
+                         int64_t x_off, double tol) {
+    wpair w;
+    wpair_make(&w, dt, n_out, n_in);
+    pair x = pair_rand(m * n_in + x_off), y = pair_rand(m * n_out + 3), b = pair_rand(n_out);
+    poison(&y);
+    const float *bc = with_bias ? b.cpu : NULL, *bg = with_bias ? b.gpu : NULL;
+    tu_ok(g_cpu->i->matmul(g_cpu, y.cpu + 3, x.cpu + x_off, m, &w.wc, bc), "cpu matmul");
+    tu_ok(g_cuda->i->matmul(g_cuda, y.gpu + 3, x.gpu + x_off, m, &w.wg, bg), "cuda matmul");
+    float head[3] = {1, 2, 3}; /* the 3 values before y: equal on both sides */
+    tu_ok(g_cpu->i->upload(g_cpu, y.cpu, head, sizeof head), "head");
+    tu_ok(g_cuda->i->upload(g_cuda, y.gpu, head, sizeof head), "head");
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s m=%lld %lldx%lld%s off=%lld", mold_dtype_name(dt),
+             (long long)m, (long long)n_out, (long long)n_in, with_bias ? " +bias" : "",
+             (long long)x_off);
+    compare(what, &y, tol);
+    pair_free(&x);
+    pair_free(&y);
+    pair_free(&b);
+    wpair_free(&w);
+}
+
+static void test_matmul(void **state) {
+    (void)state;
+    check_matmul(MOLD_BF16, 67, 320, 192, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 1, 320, 192, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 33, 96, 40, 1, 5, TOL_BF16); /* unaligned activations */
+    check_matmul(MOLD_F16, 45, 256, 136, 1, 0, TOL_BF16);
+    check_matmul(MOLD_F32, 45, 100, 36, 1, 0, TOL_F32);   /* exact f32 GEMM */
+    check_matmul(MOLD_F32, 7, 100, 36, 0, 1, TOL_F32);
+}
+
+static void test_matmul_quant(void **state) {
+    (void)state;
+    const mold_dtype q[] = {MOLD_Q4_0, MOLD_Q4_1, MOLD_Q5_0, MOLD_Q5_1, MOLD_Q8_0,
+                            MOLD_Q2_K, MOLD_Q3_K, MOLD_Q4_K, MOLD_Q5_K, MOLD_Q6_K};
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+        check_matmul(q[i], 37, 512, 72, i % 2 == 0, 0, TOL_BF16);
+}
+
+static void test_embed(void **state) {
+    (void)state;
+    const mold_dtype dts[] = {MOLD_F32, MOLD_BF16, MOLD_F16, MOLD_Q8_0, MOLD_Q4_K, MOLD_Q6_K};
+    int32_t ids[9] = {3, 0, 99, 17, 17, 42, 5, 98, 1};
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+        wpair w;
+        wpair_make(&w, dts[i], 100, 256);
+        pair y = pair_rand(9 * 256);
+        poison(&y);
+        tu_ok(g_cpu->i->embed(g_cpu, y.cpu, &w.wc, ids, 9), "cpu embed");
+        tu_ok(g_cuda->i->embed(g_cuda, y.gpu, &w.wg, ids, 9), "cuda embed");
+        char what[64];
+        snprintf(what, sizeof what, "embed %s", mold_dtype_name(dts[i]));
+        /* f16 tables are stored as bf16 on CUDA (f16 weights become bf16) */
+        compare(what, &y, dts[i] == MOLD_F16 ? TOL_BF16 : TOL_F32);
+        pair_free(&y);
+        wpair_free(&w);
+    }
+    wpair w;
+    wpair_make(&w, MOLD_BF16, 10, 64);
+    int32_t bad[2] = {1, 10};
+    float *dummy = g_cuda->i->alloc(g_cuda, 2 * 64 * 4);
+    tu_expect_error(g_cuda->i->embed(g_cuda, dummy, &w.wg, bad, 2), MOLD_E_RANGE, "outside",
+                    "embed id out of range");
+    g_cuda->i->free(g_cuda, dummy);
+    wpair_free(&w);
+}
+
+static void test_weight_errors(void **state) {
+    (void)state;
+    uint16_t data[64] = {0};
+    mold_tensor t = {"w.bad", MOLD_BF16, 2, {8, 8}, data, 100}; /* n_bytes should be 128 */
+    mold_weight w;
+    tu_expect_error(g_cuda->i->weight_upload(g_cuda, &t, 8, 8, &w), MOLD_E_FORMAT, "expected 128",
+                    "weight with wrong byte count");
+    t.n_bytes = 128;
+    tu_expect_error(g_cuda->i->weight_upload(g_cuda, &t, 4, 8, &w), MOLD_E_INVALID, "expected 4 x 8",
+                    "weight with wrong 2-D view");
+    t.dtype = MOLD_I16;
+    tu_expect_error(g_cuda->i->weight_upload(g_cuda, &t, 8, 8, &w), MOLD_E_UNSUPPORTED, "i16",
+                    "weight of integer dtype");
+}
+
+static void test_upload_f32(void **state) {
+    (void)state;
+    const mold_dtype dts[] = {MOLD_F32, MOLD_BF16, MOLD_F16, MOLD_Q8_0, MOLD_Q5_K};
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) {
+        wpair w;
+        wpair_make(&w, dts[i], 2, 256); /* only its host tensor is used */
+        float *c = NULL, *g = NULL;
+        w.t.n_dims = 1;
+        w.t.shape[0] = 512;
+        tu_ok(g_cpu->i->upload_f32(g_cpu, &w.t, &c), "cpu upload_f32");
+        tu_ok(g_cuda->i->upload_f32(g_cuda, &w.t, &g), "cuda upload_f32");
+        float a[512], b[512];
+        tu_ok(g_cuda->i->download(g_cuda, a, g, sizeof a), "download");
+        tu_ok(g_cpu->i->download(g_cpu, b, c, sizeof b), "download");
+        char what[64];
+        snprintf(what, sizeof what, "upload_f32 %s", mold_dtype_name(dts[i]));
+        tu_check_close(what, a, b, 512, 1e-7);
+        g_cpu->i->free(g_cpu, c);
+        g_cuda->i->free(g_cuda, g);
+        wpair_free(&w);
+    }
+}
+
+/* ---- norms, rope ---- */
+
+static void test_norms(void **state) {
+    (void)state;
+    const int64_t shapes[][2] = {{300, 128}, {7, 3072}, {5, 33}};
+    for (int s = 0; s < 3; s++) {
+        int64_t rows = shapes[s][0], dim = shapes[s][1];
+        pair x = pair_rand(rows * dim), y = pair_rand(rows * dim), g = pair_rand(dim),
+             sh = pair_rand(dim), sc = pair_rand(dim);
+        char what[80];
+        for (int with_g = 0; with_g < 2; with_g++) {
+            poison(&y);
+            tu_ok(g_cpu->i->rms_norm(g_cpu, y.cpu, x.cpu, with_g ? g.cpu : NULL, rows, dim, 1e-6f), "cpu");
+            tu_ok(g_cuda->i->rms_norm(g_cuda, y.gpu, x.gpu, with_g ? g.gpu : NULL, rows, dim, 1e-6f), "cuda");
+            snprintf(what, sizeof what, "rms_norm %lldx%lld gamma=%d", (long long)rows, (long long)dim, with_g);
+            compare(what, &y, TOL_F32);
+        }
+        poison(&y);
+        tu_ok(g_cpu->i->layer_norm_modulate(g_cpu, y.cpu, x.cpu, sh.cpu, sc.cpu, rows, dim, 1e-6f), "cpu");
+        tu_ok(g_cuda->i->layer_norm_modulate(g_cuda, y.gpu, x.gpu, sh.gpu, sc.gpu, rows, dim, 1e-6f), "cuda");
+        snprintf(what, sizeof what, "layer_norm_modulate %lldx%lld", (long long)rows, (long long)dim);
+        compare(what, &y, TOL_F32);
+        /* in place */
+        tu_ok(g_cpu->i->rms_norm(g_cpu, x.cpu, x.cpu, g.cpu, rows, dim, 1e-6f), "cpu");
+        tu_ok(g_cuda->i->rms_norm(g_cuda, x.gpu, x.gpu, g.gpu, rows, dim, 1e-6f), "cuda");
+        snprintf(what, sizeof what, "rms_norm in place %lldx%lld", (long long)rows, (long long)dim);
+        compare(what, &x, TOL_F32);
+        pair_free(&x); pair_free(&y); pair_free(&g); pair_free(&sh); pair_free(&sc);
+    }
+    int64_t c = 96, hw = 37 * 23;
+    pair x = pair_rand(c * hw), y = pair_rand(c * hw), g = pair_rand(c);
+    poison(&y);
+    tu_ok(g_cpu->i->channel_rms_norm(g_cpu, y.cpu, x.cpu, g.cpu, c, hw), "cpu");
+    tu_ok(g_cuda->i->channel_rms_norm(g_cuda, y.gpu, x.gpu, g.gpu, c, hw), "cuda");
+    compare("channel_rms_norm 96 x 851", &y, TOL_F32);
+    pair_free(&x); pair_free(&y); pair_free(&g);
+}
+
+static void test_rope(void **state) {
+    (void)state;
+    int64_t n_tok = 45, n_head = 3, d = 64;
+    pair cs = pair_rand(n_tok * d / 2), sn = pair_rand(n_tok * d / 2);
+    for (int mode = 0; mode < 2; mode++) {
+        pair x = pair_rand(n_tok * n_head * d);
+        tu_ok(g_cpu->i->rope(g_cpu, x.cpu, n_tok, n_head, d, cs.cpu, sn.cpu, (mold_rope_mode)mode), "cpu");
+        tu_ok(g_cuda->i->rope(g_cuda, x.gpu, n_tok, n_head, d, cs.gpu, sn.gpu, (mold_rope_mode)mode), "cuda");
+        compare(mode ? "rope half" : "rope interleaved", &x, TOL_F32);
+        pair_free(&x);
+    }
+    pair_free(&cs); pair_free(&sn);
+}
+
+/* ---- attention ---- */
+
+static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, int64_t d,
+                            int mask, int causal, int force_gemm);
+
+static void test_attention(void **state) {
+    (void)state;
+    /* sq, skv, hq, hkv, d, mask, causal */
+    check_attention(77, 77, 4, 4, 64, 0, 0, 0);
+    check_attention(130, 200, 2, 2, 128, 1, 0, 0);   /* text padding mask */
+    check_attention(50, 70, 8, 2, 128, 0, 1, 0);     /* GQA, causal with offset */
+    check_attention(65, 65, 28, 4, 128, 1, 1, 0);    /* text encoder shape, masked + causal */
+    check_attention(100, 90, 2, 1, 16, 1, 0, 0);
+    check_attention(33, 129, 3, 3, 32, 0, 0, 0);
+    check_attention(40, 40, 2, 2, 48, 0, 1, 0);
+    check_attention(130, 200, 2, 2, 128, 1, 0, 1);   /* GEMM path, same case */
+    check_attention(50, 70, 8, 2, 128, 0, 1, 1);
+    check_attention(70, 70, 1, 1, 40, 0, 0, 0);      /* d not a multiple of 16 -> GEMM path */
+    check_attention(300, 300, 1, 1, 384, 0, 0, 0);   /* VAE mid attention head dim */
+    check_attention(20, 10, 2, 2, 64, 0, 1, 0);      /* sq > skv causal: first rows see nothing */
+    check_attention(20, 10, 2, 2, 64, 0, 1, 1);
+}
+
+static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, int64_t d,
+                            int mask, int causal, int force_gemm) {
+    pair q = pair_rand(sq * hq * d), k = pair_rand(skv * hkv * d), v = pair_rand(skv * hkv * d);
+    pair o = pair_rand(sq * hq * d);
+    float *kv = malloc((size_t)skv * 4);
+    assert_non_null(kv);
+    for (int64_t j = 0; j < skv; j++) kv[j] = (j % 7 == 3 || j >= skv - 5) ? 0.0f : 1.0f;
+    pair valid = pair_make(kv, skv);
+    free(kv);
+    poison(&o);
+    float scale = 1.0f / sqrtf((float)d);
+    tu_ok(g_cpu->i->attention(g_cpu, o.cpu, q.cpu, k.cpu, v.cpu, sq, skv, hq, hkv, d, scale,
+                              mask ? valid.cpu : NULL, causal), "cpu attention");
+    mold_cuda_attention_force_gemm(force_gemm);
+    tu_ok(g_cuda->i->attention(g_cuda, o.gpu, q.gpu, k.gpu, v.gpu, sq, skv, hq, hkv, d, scale,
+                               mask ? valid.gpu : NULL, causal), "cuda attention");
+    mold_cuda_attention_force_gemm(0);
+    char what[128];
+    snprintf(what, sizeof what, "attention sq=%lld skv=%lld h=%lld/%lld d=%lld%s%s%s",
+             (long long)sq, (long long)skv, (long long)hq, (long long)hkv, (long long)d,
+             mask ? " mask" : "", causal ? " causal" : "", force_gemm ? " [gemm]" : "");
+    compare(what, &o, TOL_BF16);
+    pair_free(&q); pair_free(&k); pair_free(&v); pair_free(&o); pair_free(&valid);
+}
+
+static void test_attention_errors(void **state) {
+    (void)state;
+    float *p = g_cuda->i->alloc(g_cuda, 4096);
+    tu_expect_error(g_cuda->i->attention(g_cuda, p, p, p, p, 2, 2, 3, 2, 16, 1.0f, NULL, false),
+                    MOLD_E_INVALID, "hq % hkv", "attention with hq % hkv != 0");
+    g_cuda->i->free(g_cuda, p);
+}
+
+/* ---- elementwise ---- */
+
+static void test_elementwise(void **state) {
+    (void)state;
+    int64_t n = 100003;
+    pair a = pair_rand(n), b = pair_rand(n), y = pair_rand(n);
+#define RUN2(name, callc, callg)                 \
+    do {                                         \
+        poison(&y);                              \
+        tu_ok(callc, "cpu " name);               \
+        tu_ok(callg, "cuda " name);              \
+        compare(name, &y, TOL_F32);              \
+    } while (0)
+    RUN2("silu", g_cpu->i->silu(g_cpu, y.cpu, a.cpu, n), g_cuda->i->silu(g_cuda, y.gpu, a.gpu, n));
+    RUN2("gelu_tanh", g_cpu->i->gelu_tanh(g_cpu, y.cpu, a.cpu, n),
+         g_cuda->i->gelu_tanh(g_cuda, y.gpu, a.gpu, n));
+    RUN2("swiglu", g_cpu->i->swiglu(g_cpu, y.cpu, a.cpu, b.cpu, n),
+         g_cuda->i->swiglu(g_cuda, y.gpu, a.gpu, b.gpu, n));
+    RUN2("add", g_cpu->i->add(g_cpu, y.cpu, a.cpu, b.cpu, n),
+         g_cuda->i->add(g_cuda, y.gpu, a.gpu, b.gpu, n));
+    RUN2("axpby", g_cpu->i->axpby(g_cpu, y.cpu, a.cpu, 0.75f, b.cpu, -1.5f, n),
+         g_cuda->i->axpby(g_cuda, y.gpu, a.gpu, 0.75f, b.gpu, -1.5f, n));
+    RUN2("clamp", g_cpu->i->clamp(g_cpu, y.cpu, a.cpu, -0.5f, 0.25f, n),
+         g_cuda->i->clamp(g_cuda, y.gpu, a.gpu, -0.5f, 0.25f, n));
+#undef RUN2
+    /* gated_add in place on a, with and without a gate */
+    int64_t rows = 97, dim = 1030; /* rows * dim <= n */
+    pair g = pair_rand(dim);
+    for (int with_g = 0; with_g < 2; with_g++) {
+        tu_ok(g_cpu->i->gated_add(g_cpu, a.cpu, with_g ? g.cpu : NULL, b.cpu, rows, dim), "cpu");
+        tu_ok(g_cuda->i->gated_add(g_cuda, a.gpu, with_g ? g.gpu : NULL, b.gpu, rows, dim), "cuda");
+        compare(with_g ? "gated_add gate" : "gated_add no gate", &a, TOL_F32);
+    }
+    /* copy_rows: 40 rows of 100 from stride 300 (offset 7) to stride 150 (offset 11) */
+    poison(&y);
+    tu_ok(g_cpu->i->copy_rows(g_cpu, y.cpu + 11, 150, a.cpu + 7, 300, 40, 100), "cpu");
+    tu_ok(g_cuda->i->copy_rows(g_cuda, y.gpu + 11, 150, a.gpu + 7, 300, 40, 100), "cuda");
+    float *got = malloc(n * 4), *ref = malloc(n * 4);
+    tu_ok(g_cuda->i->download(g_cuda, got, y.gpu, n * 4), "dl");
+    tu_ok(g_cpu->i->download(g_cpu, ref, y.cpu, n * 4), "dl");
+    float gc[4000], rc[4000];
+    for (int r = 0; r < 40; r++) {
+        memcpy(gc + r * 100, got + 11 + r * 150, 400);
+        memcpy(rc + r * 100, ref + 11 + r * 150, 400);
+    }
+    tu_check_close("copy_rows", gc, rc, 4000, TOL_F32); /* source went through gated_add */
+    free(got);
+    free(ref);
+    pair_free(&a); pair_free(&b); pair_free(&y); pair_free(&g);
+}
+
+static void test_cfg_combine(void **state) {
+    (void)state;
+    int64_t n_tok = 300, dim = 64;
+    pair c = pair_rand(n_tok * dim), u = pair_rand(n_tok * dim), o = pair_rand(n_tok * dim);
+    poison(&o);
+    tu_ok(g_cpu->i->cfg_combine(g_cpu, o.cpu, c.cpu, u.cpu, 4.0f, n_tok, dim), "cpu");
+    tu_ok(g_cuda->i->cfg_combine(g_cuda, o.gpu, c.gpu, u.gpu, 4.0f, n_tok, dim), "cuda");
+    compare("cfg_combine", &o, TOL_F32);
+    /* aliasing out == cond */
+    tu_ok(g_cpu->i->cfg_combine(g_cpu, c.cpu, c.cpu, u.cpu, 2.5f, n_tok, dim), "cpu");
+    tu_ok(g_cuda->i->cfg_combine(g_cuda, c.gpu, c.gpu, u.gpu, 2.5f, n_tok, dim), "cuda");
+    compare("cfg_combine in place", &c, TOL_F32);
+    pair_free(&c); pair_free(&u); pair_free(&o);
+}
+
+static void test_count_nonfinite(void **state) {
+    (void)state;
+    int64_t n = 1 << 20;
+    float *h = rnd(n);
+    h[5] = NAN;
+    h[777] = INFINITY;
+    h[n - 1] = -INFINITY;
+    h[123456] = NAN;
+    pair p = pair_make(h, n);
+    int64_t bad_c = -1, bad_g = -1;
+    tu_ok(g_cpu->i->count_nonfinite(g_cpu, p.cpu, n, &bad_c), "cpu");
+    tu_ok(g_cuda->i->count_nonfinite(g_cuda, p.gpu, n, &bad_g), "cuda");
+    printf("  count_nonfinite: cuda %lld, cpu %lld, expected 4\n", (long long)bad_g, (long long)bad_c);
+    assert_int_equal(bad_g, 4);
+    assert_int_equal(bad_c, 4);
+    free(h);
+    pair_free(&p);
+}
+
+/* ---- image ops ---- */
+
+static void check_conv(mold_dtype dt, int64_t c_in, int64_t c_out, int64_t h, int64_t w,
+                       int64_t k, int64_t pad, int with_bias) {
+    wpair wt;
+    wpair_make(&wt, dt, c_out, c_in * k * k);
+    int64_t ho = h + 2 * pad - k + 1, wo = w + 2 * pad - k + 1;
+    pair x = pair_rand(c_in * h * w), y = pair_rand(c_out * ho * wo), b = pair_rand(c_out);
+    poison(&y);
+    tu_ok(g_cpu->i->conv2d(g_cpu, y.cpu, x.cpu, c_in, h, w, &wt.wc, k, k, pad,
+                           with_bias ? b.cpu : NULL), "cpu conv2d");
+    tu_ok(g_cuda->i->conv2d(g_cuda, y.gpu, x.gpu, c_in, h, w, &wt.wg, k, k, pad,
+                            with_bias ? b.gpu : NULL), "cuda conv2d");
+    char what[96];
+    snprintf(what, sizeof what, "conv2d %s %lld->%lld %lldx%lld k%lld pad%lld%s", mold_dtype_name(dt),
+             (long long)c_in, (long long)c_out, (long long)h, (long long)w, (long long)k,
+             (long long)pad, with_bias ? " +bias" : "");
+    compare(what, &y, TOL_BF16);
+    pair_free(&x); pair_free(&y); pair_free(&b);
+    wpair_free(&wt);
+}
+
+static void test_conv2d(void **state) {
+    (void)state;
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 0, 0);
+    check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
+    check_conv(MOLD_F32, 8, 16, 17, 33, 3, 1, 1);
+    check_conv(MOLD_F16, 8, 16, 17, 33, 3, 1, 0);
+}
+
+static void test_upsample(void **state) {
+    (void)state;
+    int64_t c = 5, h = 13, w = 17;
+    pair x = pair_rand(c * h * w), y = pair_rand(c * 4 * h * w);
+    poison(&y);
+    tu_ok(g_cpu->i->upsample2x(g_cpu, y.cpu, x.cpu, c, h, w), "cpu");
+    tu_ok(g_cuda->i->upsample2x(g_cuda, y.gpu, x.gpu, c, h, w), "cuda");
+    compare("upsample2x", &y, 0.0);
+    pair_free(&x); pair_free(&y);
+}
+
+#endif /* MOLD_HAVE_CUDA */
+
+/* ---- main ---- */
+
+int main(void) {
+#ifndef MOLD_HAVE_CUDA
+    printf("SKIP: test_cuda_ops: built without CUDA\n");
+    return 0;
+#else
+    mold_status st = mold_backend_cuda_create(0, &g_cuda);
+    if (st == MOLD_E_UNSUPPORTED && strstr(mold_error_message(), "no CUDA device")) {
+        printf("SKIP: test_cuda_ops: %s\n", mold_error_message());
+        return 0;
+    }
+    if (st != MOLD_OK) {
+        printf("FAIL: mold_backend_cuda_create: %s\n", mold_error_message());
+        return 1;
+    }
+    st = mold_backend_cpu_create(0, &g_cpu);
+    if (st != MOLD_OK) {
+        printf("FAIL: mold_backend_cpu_create: %s\n", mold_error_message());
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_matmul_quant),
+        cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_weight_errors),
+        cmocka_unit_test(test_upload_f32),
+        cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_errors),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_cfg_combine),
+        cmocka_unit_test(test_count_nonfinite),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_upsample),
+    };
+    /* MOLD_CUDA_TEST_FILTER=test_attention runs a subset (compute-sanitizer
+     * racecheck in scripts/gpu-check.sh). */
+    const char *filter = getenv("MOLD_CUDA_TEST_FILTER");
+    if (filter && *filter) cmocka_set_test_filter(filter);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    g_cuda->i->destroy(g_cuda);
+    g_cpu->i->destroy(g_cpu);
+    return rc;
+#endif
+}
