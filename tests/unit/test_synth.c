@@ -8,7 +8,8 @@
  *     to its quantization error (dequantized, per dtype, rel error printed);
  *   - the DiT loads from bf16 shards and from GGUF files and gives finite
  *     outputs, GGUF q8_0 within 5e-2 of bf16; the VAE decodes to finite
- *     pixels, not all clipped;
+ *     pixels, not all clipped; the text encoder's GGUF carries the config and
+ *     tokenizer of the bf16 directory (same ids) and q8_0 weights within 5e-2;
  *   - the bytes do not depend on the thread count;
  *   - at full size (lists only, nothing written): tensor counts, the city96
  *     and llama.cpp type mixes, and the predicted q4_K file size;
@@ -28,6 +29,9 @@
 #include "formats/modeldir.h"
 #include "formats/safetensors.h"
 #include "formats/tensor_source.h"
+#include "models/qwen25_text.h"
+#include "models/qwen2_tokenizer.h"
+#include "models/qwen2_tokenizer_gguf.h"
 #include "models/qwenimage_dit.h"
 #include "models/qwenimage_vae.h"
 #include "models/synth.h"
@@ -351,6 +355,73 @@ static void test_vae_runs(void **state) {
     free(img);
 }
 
+/* Text-encoder forward of ids on weights from src; returns [T, hidden]. */
+static float *te_forward(const mold_text_config *cfg, const mold_tensor_source *src,
+                         const int32_t *ids, int T) {
+    mold_backend *be;
+    tu_ok(mold_backend_cpu_create(2, &be), "cpu backend");
+    mold_text_encoder *te;
+    tu_ok(mold_text_encoder_load(be, cfg, src, &te), "text encoder load");
+    float *out = malloc((size_t)T * cfg->hidden_size * sizeof(float));
+    tu_ok(mold_text_encoder_forward(te, ids, NULL, 1, T, out, NULL), "text encoder forward");
+    mold_text_encoder_free(te);
+    mold_backend_free(be);
+    return out;
+}
+
+/* The GGUF text encoder carries the same config (qwen2vl.* keys), the same
+ * tokenizer (tokenizer.ggml.*) and, up to q8_0 error, the same weights as the
+ * bf16 directory of the same seed. */
+static void test_text_encoder_runs(void **state) {
+    (void)state;
+    const char *ref = synth_tiny("synth_te_bf16", MOLD_BF16, MOLD_BF16, false, 4, 0);
+    const char *dir = synth_tiny("synth_te_gguf", MOLD_BF16, MOLD_Q8_0, false, 4, 0);
+    char *cp = mold_path_join(ref, "text_encoder/config.json");
+    mold_text_config cfg, gcfg;
+    tu_ok(mold_text_config_load(cp, &cfg), cp);
+    free(cp);
+    mold_gguf *g = open_gguf(dir, "text_encoder", "qwen2.5-vl-tiny-Q8_0.gguf");
+    tu_ok(mold_gguf_text_config(g, &gcfg), "config from GGUF metadata");
+    assert_int_equal(gcfg.hidden_size, cfg.hidden_size);
+    assert_int_equal(gcfg.num_hidden_layers, cfg.num_hidden_layers);
+    assert_int_equal(gcfg.num_attention_heads, cfg.num_attention_heads);
+    assert_int_equal(gcfg.num_key_value_heads, cfg.num_key_value_heads);
+    assert_int_equal(gcfg.intermediate_size, cfg.intermediate_size);
+    assert_int_equal(gcfg.vocab_size, cfg.vocab_size);
+    for (int i = 0; i < 3; i++) assert_int_equal(gcfg.mrope_section[i], cfg.mrope_section[i]);
+    assert_true(gcfg.rope_theta == cfg.rope_theta);
+
+    /* tokenizer from the copied files vs from the GGUF metadata */
+    char *td = mold_path_join(ref, "tokenizer");
+    mold_tokenizer *tf, *tg;
+    tu_ok(mold_tokenizer_load(td, &tf), td);
+    free(td);
+    tu_ok(mold_tokenizer_from_gguf(g, &tg), "tokenizer from GGUF");
+    const char *prompt = "a red fox running in the snow, watercolor";
+    int32_t *ids, *ids2;
+    size_t n, n2;
+    tu_ok(mold_qwenimage_tokenize_prompt(tf, prompt, strlen(prompt), &ids, &n), "tokenize");
+    tu_ok(mold_qwenimage_tokenize_prompt(tg, prompt, strlen(prompt), &ids2, &n2), "tokenize gguf");
+    printf("  templated prompt: %zu tokens from tokenizer.json, %zu from GGUF metadata\n", n, n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(ids, ids2, n * sizeof *ids);
+
+    mold_safetensors *st = open_st(ref, "text_encoder");
+    mold_tensor_source ss = mold_source_safetensors(st), gs = mold_source_gguf(g);
+    float *a = te_forward(&cfg, &ss, ids, (int)n), *b = te_forward(&gcfg, &gs, ids, (int)n);
+    size_t m = n * (size_t)cfg.hidden_size;
+    printf("  text encoder bf16: hidden rms %.3f\n", rms(a, (int64_t)m));
+    tu_check_close("text encoder Q8_0 GGUF vs bf16 (same seed)", b, a, m, 5e-2);
+    free(a);
+    free(b);
+    free(ids);
+    free(ids2);
+    mold_tokenizer_free(tf);
+    mold_tokenizer_free(tg);
+    mold_safetensors_close(st);
+    mold_gguf_close(g);
+}
+
 /* ---- determinism ---- */
 
 static void expect_same_file(const char *a, const char *b, bool same) {
@@ -506,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_gguf_matches_bf16),
         cmocka_unit_test(test_dit_runs),
         cmocka_unit_test(test_vae_runs),
+        cmocka_unit_test(test_text_encoder_runs),
         cmocka_unit_test(test_thread_count_invariance),
         cmocka_unit_test(test_full_size_plans),
         cmocka_unit_test(test_errors),
