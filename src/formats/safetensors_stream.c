@@ -134,8 +134,8 @@ mold_status mold_safetensors_stream_open(const char *path, const mold_tensor *te
     json_t *h = json_object();
     if (!h) return MOLD_ERR(MOLD_E_NOMEM, "%s: out of memory", path);
     mold_safetensors_stream *s = calloc(1, sizeof *s);
-    mold_status st = s && (s->path = strdup(path)) ? MOLD_OK
-                                                    : MOLD_ERR(MOLD_E_NOMEM, "%s: out of memory", path);
+    mold_status st = MOLD_OK;
+    if (!s || !(s->path = strdup(path))) st = MOLD_ERR(MOLD_E_NOMEM, "%s: out of memory", path);
     if (!st) st = build_header(path, tensors, n, metadata_kv, h, &s->total);
     if (!st) st = mold_atomic_open(path, &s->f);
     if (!st) st = write_header(s->f, path, h);

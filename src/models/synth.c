@@ -45,7 +45,8 @@ typedef struct preset {
     const char *te_rope_type;   /* rope_scaling.type */
     int te_first_added;         /* id of <|endoftext|>, first added token */
     int te_max_window_layers;
-    int vis_depth, vis_hidden, vis_ffn, vis_heads, vis_tps; /* vision_config (never written as tensors) */
+    /* vision_config of config.json (no visual.* tensor is ever written) */
+    int vis_depth, vis_hidden, vis_ffn, vis_heads, vis_tps;
     /* VAE (spec 7.1) */
     int vae_base;
     uint64_t shard_bytes;       /* max shard size of transformer / text-encoder safetensors */
@@ -104,14 +105,14 @@ typedef struct list_ctx {
     mold_status st;      /* sticky: first failure */
 } list_ctx;
 
-uint64_t synth_nelems(const synth_tensor *t) {
+uint64_t mold_synth_nelems(const synth_tensor *t) {
     uint64_t n = 1;
     for (int d = 0; d < t->n_dims; d++) n *= (uint64_t)t->shape[d];
     return n;
 }
 
-mold_status synth_bytes(const synth_tensor *t, uint64_t *out) {
-    return mold_dtype_row_bytes(t->dtype, synth_nelems(t), out);
+mold_status mold_synth_bytes(const synth_tensor *t, uint64_t *out) {
+    return mold_dtype_row_bytes(t->dtype, mold_synth_nelems(t), out);
 }
 
 static uint64_t mix64(uint64_t x) {
@@ -308,8 +309,8 @@ static mold_status build_list(list_fn fn, const preset *p, uint64_t seed, uint64
     return c.st;
 }
 
-mold_status synth_component_list(const char *preset_name, int comp, uint64_t seed,
-                                 synth_list *out) {
+mold_status mold_synth_component_list(const char *preset_name, int comp, uint64_t seed,
+                                      synth_list *out) {
     static const list_fn fns[4] = {NULL, dit_list, text_list, vae_list};
     const preset *p = NULL;
     for (size_t i = 0; preset_name && i < N_PRESETS; i++)
@@ -320,7 +321,7 @@ mold_status synth_component_list(const char *preset_name, int comp, uint64_t see
     return build_list(fns[comp], p, seed, (uint64_t)comp, out);
 }
 
-void synth_list_free(synth_list *l) {
+void mold_synth_list_free(synth_list *l) {
     free(l->t);
     memset(l, 0, sizeof *l);
 }
@@ -534,15 +535,14 @@ static mold_status write_shard(run_ctx *r, const synth_list *l, size_t a, size_t
     mold_status st = mold_safetensors_stream_open(path, ts, b - a, meta, &s);
     free(ts);
     if (st) return st;
-    uint64_t eb = mold_dtype_get(MOLD_BF16)->block_bytes;
     for (size_t i = a; i < b && !st; i++) {
         const synth_tensor *t = &l->t[i];
         MOLD_ASSERT(t->dtype == MOLD_BF16 || t->dtype == MOLD_F32);
-        eb = mold_dtype_get(t->dtype)->block_bytes;
-        uint64_t n = synth_nelems(t);
+        const uint64_t eb = mold_dtype_get(t->dtype)->block_bytes;
+        uint64_t n = mold_synth_nelems(t);
         for (uint64_t e = 0; e < n && !st; e += SLAB_ELEMS) {
             uint64_t k = n - e < SLAB_ELEMS ? n - e : SLAB_ELEMS;
-            st = synth_gen_fill(r->gen, t, e, k, r->slab);
+            st = mold_synth_gen_fill(r->gen, t, e, k, r->slab);
             if (!st) st = mold_safetensors_stream_write(s, r->slab, (size_t)(k * eb));
         }
     }
@@ -567,7 +567,7 @@ static mold_status write_safetensors(run_ctx *r, const synth_list *l, const char
     uint64_t cur = 0, total = 0;
     for (size_t i = 0; i < l->n; i++) {
         uint64_t b;
-        MOLD_ASSERT(synth_bytes(&l->t[i], &b) == MOLD_OK);
+        MOLD_ASSERT(mold_synth_bytes(&l->t[i], &b) == MOLD_OK);
         if (i == 0 || (cur && cur + b > max_shard)) {
             start[n_shards++] = i;
             cur = 0;
@@ -618,15 +618,15 @@ static mold_status gguf_component(run_ctx *r, synth_list *l, bool dit, const cha
     uint64_t bytes = 0;
     mold_status st;
     if (dit) {
-        synth_dit_gguf_types(l, ft, p->dit_layers, o->uniform);
-        st = synth_write_dit_gguf(r->gen, l, ft, path, &bytes);
+        mold_synth_dit_gguf_types(l, ft, p->dit_layers, o->uniform);
+        st = mold_synth_write_dit_gguf(r->gen, l, ft, path, &bytes);
     } else {
-        synth_text_gguf_types(l, ft, p->te_layers, o->uniform);
-        synth_text_hparams hp = {p->gguf_te, p->te_layers, p->te_hidden, p->te_heads, p->te_kv_heads,
-                                 p->te_ffn, p->te_vocab, p->te_context, 1e-6, 1e6,
-                                 {p->te_mrope[0], p->te_mrope[1], p->te_mrope[2]}};
+        mold_synth_text_gguf_types(l, ft, p->te_layers, o->uniform);
+        synth_text_hparams hp = {p->gguf_te, p->te_layers, p->te_hidden, p->te_heads,
+                                 p->te_kv_heads, p->te_ffn, p->te_vocab, p->te_context, 1e-6,
+                                 1e6, {p->te_mrope[0], p->te_mrope[1], p->te_mrope[2]}};
         char *tok = mold_path_join(o->tokenizer_dir, "tokenizer.json");
-        st = tok ? synth_write_text_gguf(r->gen, l, &hp, ft, tok, path, &bytes)
+        st = tok ? mold_synth_write_text_gguf(r->gen, l, &hp, ft, tok, path, &bytes)
                  : MOLD_ERR(MOLD_E_NOMEM, "synth: out of memory");
         free(tok);
     }
@@ -670,7 +670,7 @@ static mold_status component(run_ctx *r, const char *sub, list_fn fn, int comp) 
                   sec > 0 ? gb / sec : 0.0);
     else
         mold_error_prefix("synth %s", sub);
-    synth_list_free(&l);
+    mold_synth_list_free(&l);
     free(dir);
     return st;
 }
@@ -715,7 +715,7 @@ mold_status mold_synth_write(const mold_synth_options *opt, const char *out_dir,
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     run_ctx r = {.opt = opt, .p = p, .out = out_dir};
-    mold_status st = synth_gen_create(opt->seed, opt->n_threads, &r.gen);
+    mold_status st = mold_synth_gen_create(opt->seed, opt->n_threads, &r.gen);
     if (!st && !(r.slab = malloc((size_t)SLAB_ELEMS * 4)))
         st = MOLD_ERR(MOLD_E_NOMEM, "synth: out of memory for a %u-element slab", SLAB_ELEMS);
     unsigned c = opt->components ? opt->components : 15;
@@ -735,13 +735,14 @@ mold_status mold_synth_write(const mold_synth_options *opt, const char *out_dir,
         if (!st) st = copy_tokenizer(opt->tokenizer_dir, dir, &r.n_bytes);
         free(dir);
     }
-    if (!st && (c & MOLD_SYNTH_TRANSFORMER)) st = component(&r, "transformer", dit_list, SYNTH_COMP_DIT);
+    if (!st && (c & MOLD_SYNTH_TRANSFORMER))
+        st = component(&r, "transformer", dit_list, SYNTH_COMP_DIT);
     if (!st && (c & MOLD_SYNTH_TEXT_ENCODER))
         st = component(&r, "text_encoder", text_list, SYNTH_COMP_TEXT);
     if (!st && (c & MOLD_SYNTH_VAE)) st = component(&r, "vae", vae_list, SYNTH_COMP_VAE);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     free(r.slab);
-    synth_gen_free(r.gen);
+    mold_synth_gen_free(r.gen);
     if (st) return st;
     if (rep) {
         rep->n_tensors = r.n_tensors;

@@ -46,8 +46,10 @@ enum {
 };
 
 typedef struct mold_synth_options {
-    const char *preset;        /* "qwen-image-2512" or "tiny" (shapes of tests/fixtures/qwen-image-tiny) */
-    mold_dtype transformer;    /* MOLD_BF16 (diffusers shards) or MOLD_Q4_0 / MOLD_Q4_K / MOLD_Q8_0 (GGUF) */
+    const char *preset;        /* "qwen-image-2512", or "tiny": the shapes of
+                                  tests/fixtures/qwen-image-tiny */
+    mold_dtype transformer;    /* MOLD_BF16 (diffusers shards), or MOLD_Q4_0 / MOLD_Q4_K /
+                                  MOLD_Q8_0 (GGUF) */
     mold_dtype text_encoder;   /* MOLD_BF16 (transformers shards) or MOLD_Q4_K / MOLD_Q8_0 (GGUF) */
     bool uniform;              /* GGUF: every quantizable matrix in the one type asked for,
                                   instead of the per-tensor mix of the published files */

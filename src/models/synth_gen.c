@@ -120,7 +120,7 @@ static mold_status block_pool(synth_gen *g, mold_dtype t, const uint8_t **out) {
     return MOLD_OK;
 }
 
-mold_status synth_gen_create(uint64_t seed, int n_threads, synth_gen **out) {
+mold_status mold_synth_gen_create(uint64_t seed, int n_threads, synth_gen **out) {
     *out = NULL;
     synth_gen *g = calloc(1, sizeof *g);
     if (!g || !(g->normals = malloc(POOL_ELEMS * sizeof(float)))) {
@@ -130,7 +130,7 @@ mold_status synth_gen_create(uint64_t seed, int n_threads, synth_gen **out) {
     g->seed = seed;
     mold_status st = mold_pool_create(n_threads, &g->pool);
     if (st) {
-        synth_gen_free(g);
+        mold_synth_gen_free(g);
         return st;
     }
     mold_philox_normal(splitmix64(seed ^ 0x706f6f6c /* "pool" */), g->normals, POOL_ELEMS);
@@ -138,7 +138,7 @@ mold_status synth_gen_create(uint64_t seed, int n_threads, synth_gen **out) {
     return MOLD_OK;
 }
 
-void synth_gen_free(synth_gen *g) {
+void mold_synth_gen_free(synth_gen *g) {
     if (!g) return;
     mold_pool_free(g->pool);
     free(g->normals);
@@ -225,8 +225,8 @@ static void fill_item(void *ud, int i, int count) {
         fill_float(j, a, b);
 }
 
-mold_status synth_gen_fill(synth_gen *g, const synth_tensor *t, uint64_t e0, uint64_t n,
-                           void *dst) {
+mold_status mold_synth_gen_fill(synth_gen *g, const synth_tensor *t, uint64_t e0, uint64_t n,
+                                void *dst) {
     const mold_dtype_info *info = mold_dtype_get(t->dtype);
     MOLD_ASSERT(info && e0 % SYNTH_SLAB_ALIGN == 0 && n % info->block_elems == 0);
     fill_job j = {.g = g, .t = t, .e0 = e0, .n = n, .dst = dst};

@@ -56,11 +56,13 @@ static uint32_t file_type(mold_dtype ft) {
 }
 
 /* convert.py: 1-D tensors and tiny ones are F32. */
-static bool keep_f32(const synth_tensor *t) { return t->n_dims == 1 || synth_nelems(t) <= 1024; }
+static bool keep_f32(const synth_tensor *t) {
+    return t->n_dims == 1 || mold_synth_nelems(t) <= 1024;
+}
 
 /* ---- per-tensor types ---- */
 
-void synth_dit_gguf_types(synth_list *l, mold_dtype ft, int n_layers, bool uniform) {
+void mold_synth_dit_gguf_types(synth_list *l, mold_dtype ft, int n_layers, bool uniform) {
     static const char *const unquantized[] = {"img_in.", "txt_in.", "time_text_embed.",
                                               "proj_out.", "norm_out."};
     for (size_t i = 0; i < l->n; i++) {
@@ -80,7 +82,8 @@ void synth_dit_gguf_types(synth_list *l, mold_dtype ft, int n_layers, bool unifo
         if (!uniform) {
             if (has(t->name, ".to_v.weight") || has(t->name, ".add_v_proj.weight")) {
                 if (ft == MOLD_Q4_K) d = MOLD_Q6_K;
-            } else if (has(t->name, ".img_mlp.net.2.weight") || has(t->name, ".txt_mlp.net.2.weight")) {
+            } else if (has(t->name, ".img_mlp.net.2.weight") ||
+                       has(t->name, ".txt_mlp.net.2.weight")) {
                 if (ft == MOLD_Q4_K) d = MOLD_Q6_K;
                 if (ft == MOLD_Q4_0) d = MOLD_Q4_1;
             }
@@ -93,9 +96,11 @@ void synth_dit_gguf_types(synth_list *l, mold_dtype ft, int n_layers, bool unifo
 }
 
 /* llama.cpp's use_more_bits: the first and last eighth, and every third layer between. */
-static bool use_more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+static bool use_more_bits(int i, int n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
 
-void synth_text_gguf_types(synth_list *l, mold_dtype ft, int n_layers, bool uniform) {
+void mold_synth_text_gguf_types(synth_list *l, mold_dtype ft, int n_layers, bool uniform) {
     for (size_t i = 0; i < l->n; i++) {
         synth_tensor *t = &l->t[i];
         if (t->n_dims == 1) {
@@ -124,9 +129,9 @@ static mold_status fill_tensor(void *ud, size_t index, void *dst, uint64_t n_byt
     const fill_ctx *f = ud;
     const synth_tensor *t = &f->l->t[index];
     uint64_t want;
-    MOLD_TRY(synth_bytes(t, &want));
+    MOLD_TRY(mold_synth_bytes(t, &want));
     MOLD_ASSERT(want == n_bytes);
-    return synth_gen_fill(f->gen, t, 0, synth_nelems(t), dst);
+    return mold_synth_gen_fill(f->gen, t, 0, mold_synth_nelems(t), dst);
 }
 
 /* Adds l's tensors (ggml order: dims reversed), renamed to llama.cpp names
@@ -155,8 +160,8 @@ static mold_status finish(mold_gguf_writer *w, synth_gen *g, const synth_list *l
     return MOLD_OK;
 }
 
-mold_status synth_write_dit_gguf(synth_gen *g, const synth_list *l, mold_dtype ft,
-                                 const char *path, uint64_t *n_bytes) {
+mold_status mold_synth_write_dit_gguf(synth_gen *g, const synth_list *l, mold_dtype ft,
+                                      const char *path, uint64_t *n_bytes) {
     mold_gguf_writer *w;
     MOLD_TRY(mold_gguf_writer_create(&w));
     mold_status st = mold_gguf_writer_add_str(w, "general.architecture", "qwen_image");
@@ -330,9 +335,10 @@ static mold_status add_text_hparams(mold_gguf_writer *w, const synth_text_hparam
                                       sections, 4);
 }
 
-mold_status synth_write_text_gguf(synth_gen *g, const synth_list *l, const synth_text_hparams *hp,
-                                  mold_dtype ft, const char *tokenizer_json, const char *path,
-                                  uint64_t *n_bytes) {
+mold_status mold_synth_write_text_gguf(synth_gen *g, const synth_list *l,
+                                       const synth_text_hparams *hp, mold_dtype ft,
+                                       const char *tokenizer_json, const char *path,
+                                       uint64_t *n_bytes) {
     vocab v;
     mold_status st = vocab_load(&v, tokenizer_json, (size_t)hp->vocab);
     mold_gguf_writer *w = NULL;

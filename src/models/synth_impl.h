@@ -44,35 +44,35 @@ enum { SYNTH_COMP_DIT = 1, SYNTH_COMP_TEXT = 2, SYNTH_COMP_VAE = 3 };
 /* The tensor list of one component of a preset (module order, every dtype
  * bf16 until a GGUF type rule picks others). Tests use it to check the type
  * rules at full size without writing anything. */
-mold_status synth_component_list(const char *preset, int comp, uint64_t seed, synth_list *out);
-void synth_list_free(synth_list *l);
+mold_status mold_synth_component_list(const char *preset, int comp, uint64_t seed, synth_list *out);
+void mold_synth_list_free(synth_list *l);
 
-uint64_t synth_nelems(const synth_tensor *t);
-mold_status synth_bytes(const synth_tensor *t, uint64_t *out); /* in t->dtype */
+uint64_t mold_synth_nelems(const synth_tensor *t);
+mold_status mold_synth_bytes(const synth_tensor *t, uint64_t *out); /* in t->dtype */
 
 /* ---- value generation (synth_gen.c) ---- */
 
 typedef struct synth_gen synth_gen;
 
 /* Pools drawn from `seed` plus a worker pool of n_threads (<= 0: all CPUs). */
-mold_status synth_gen_create(uint64_t seed, int n_threads, synth_gen **out);
-void synth_gen_free(synth_gen *g); /* NULL ok */
+mold_status mold_synth_gen_create(uint64_t seed, int n_threads, synth_gen **out);
+void mold_synth_gen_free(synth_gen *g); /* NULL ok */
 
 /* Writes elements [e0, e0 + n) of t, stored as t->dtype, to dst (the bytes of
  * that element range). e0 must be a multiple of SYNTH_SLAB_ALIGN; for block
  * dtypes n must be whole blocks. The result depends only on (seed, t->seed,
  * element index), never on the split into calls or threads. */
 #define SYNTH_SLAB_ALIGN 65536
-mold_status synth_gen_fill(synth_gen *g, const synth_tensor *t, uint64_t e0, uint64_t n,
-                           void *dst);
+mold_status mold_synth_gen_fill(synth_gen *g, const synth_tensor *t, uint64_t e0, uint64_t n,
+                                void *dst);
 
 /* ---- GGUF outputs (synth_gguf.c) ---- */
 
 /* Picks each tensor's GGUF type for a transformer of n_layers blocks
  * (city96 convert.py + lcpp.patch rules unless uniform). */
-void synth_dit_gguf_types(synth_list *l, mold_dtype ftype, int n_layers, bool uniform);
+void mold_synth_dit_gguf_types(synth_list *l, mold_dtype ftype, int n_layers, bool uniform);
 /* Same for the text encoder (llama.cpp llama-quantize rules unless uniform). */
-void synth_text_gguf_types(synth_list *l, mold_dtype ftype, int n_layers, bool uniform);
+void mold_synth_text_gguf_types(synth_list *l, mold_dtype ftype, int n_layers, bool uniform);
 
 typedef struct synth_text_hparams {
     const char *name;          /* general.name */
@@ -83,11 +83,12 @@ typedef struct synth_text_hparams {
 
 /* Writes l (transformers names) as a llama.cpp qwen2vl GGUF at path, with the
  * tokenizer of tokenizer_json in tokenizer.ggml.* metadata. */
-mold_status synth_write_text_gguf(synth_gen *g, const synth_list *l, const synth_text_hparams *hp,
-                                  mold_dtype ftype, const char *tokenizer_json, const char *path,
-                                  uint64_t *n_bytes);
+mold_status mold_synth_write_text_gguf(synth_gen *g, const synth_list *l,
+                                       const synth_text_hparams *hp, mold_dtype ftype,
+                                       const char *tokenizer_json, const char *path,
+                                       uint64_t *n_bytes);
 /* Writes l (diffusers names) as a city96 qwen_image GGUF at path. */
-mold_status synth_write_dit_gguf(synth_gen *g, const synth_list *l, mold_dtype ftype,
-                                 const char *path, uint64_t *n_bytes);
+mold_status mold_synth_write_dit_gguf(synth_gen *g, const synth_list *l, mold_dtype ftype,
+                                      const char *path, uint64_t *n_bytes);
 
 #endif

@@ -177,7 +177,8 @@ static void check_vae(mold_backend *be, const char *root) {
     size_t clipped = 0;
     for (size_t i = 0; i < n; i++) clipped += fabsf(img[i]) >= 1.0f;
     report("VAE decode 8x8 -> 64x64", img, n, now_s() - t0);
-    printf("  %.1f%% of the pixels' channels clipped to +-1\n", 100.0 * (double)clipped / (double)n);
+    printf("  %.1f%% of the pixels' channels clipped to +-1\n",
+           100.0 * (double)clipped / (double)n);
     mold_vae_free(vae);
     close_weights(&w);
     free(z);

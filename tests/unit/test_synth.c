@@ -262,7 +262,8 @@ static float *dit_forward(const char *dir, const mold_tensor_source *src, int64_
     tu_ok(mold_dit_load(be, &cfg, src, &dit), "dit load");
     const int th = 4, tw = 4, N = th * tw, L = 5;
     const int64_t C = cfg.in_channels, Dj = cfg.joint_attention_dim;
-    float *img = malloc((size_t)(N * C) * sizeof(float)), *txt = malloc((size_t)(L * Dj) * sizeof(float));
+    float *img = malloc((size_t)(N * C) * sizeof(float));
+    float *txt = malloc((size_t)(L * Dj) * sizeof(float));
     for (int64_t i = 0; i < N * C; i++) img[i] = sinf(0.37f * (float)i);
     for (int64_t i = 0; i < L * Dj; i++) txt[i] = cosf(0.11f * (float)i) * 2.0f;
     *n_out = N * 64;
@@ -337,7 +338,8 @@ static void test_vae_runs(void **state) {
     mold_vae *vae;
     tu_ok(mold_vae_load(be, &cfg, &src, &vae), "vae load");
     const int h = 6, w = 5, S = mold_vae_scale(&cfg);
-    float *z = malloc(16 * h * w * sizeof(float)), *img = malloc((size_t)(3 * S * S * h * w) * sizeof(float));
+    float *z = malloc(16 * h * w * sizeof(float));
+    float *img = malloc((size_t)(3 * S * S * h * w) * sizeof(float));
     for (int i = 0; i < 16 * h * w; i++) z[i] = sinf(0.7f * (float)i) * 2.0f;
     tu_ok(mold_vae_decode(vae, z, h, w, NULL, img), "decode");
     int64_t n = 3LL * S * S * h * w, clipped = 0;
@@ -463,7 +465,7 @@ static void count_types(const synth_list *l, int *count, uint64_t *bytes) {
     *bytes = 0;
     for (size_t i = 0; i < l->n; i++) {
         uint64_t b;
-        tu_ok(synth_bytes(&l->t[i], &b), l->t[i].name);
+        tu_ok(mold_synth_bytes(&l->t[i], &b), l->t[i].name);
         count[l->t[i].dtype]++;
         *bytes += b;
     }
@@ -472,13 +474,13 @@ static void count_types(const synth_list *l, int *count, uint64_t *bytes) {
 static void test_full_size_plans(void **state) {
     (void)state;
     synth_list dit, te, vae;
-    tu_ok(synth_component_list("qwen-image-2512", SYNTH_COMP_DIT, 0, &dit), "dit list");
-    tu_ok(synth_component_list("qwen-image-2512", SYNTH_COMP_TEXT, 0, &te), "te list");
-    tu_ok(synth_component_list("qwen-image-2512", SYNTH_COMP_VAE, 0, &vae), "vae list");
+    tu_ok(mold_synth_component_list("qwen-image-2512", SYNTH_COMP_DIT, 0, &dit), "dit list");
+    tu_ok(mold_synth_component_list("qwen-image-2512", SYNTH_COMP_TEXT, 0, &te), "te list");
+    tu_ok(mold_synth_component_list("qwen-image-2512", SYNTH_COMP_VAE, 0, &vae), "vae list");
     uint64_t p_dit = 0, p_te = 0, p_vae = 0;
-    for (size_t i = 0; i < dit.n; i++) p_dit += synth_nelems(&dit.t[i]);
-    for (size_t i = 0; i < te.n; i++) p_te += synth_nelems(&te.t[i]);
-    for (size_t i = 0; i < vae.n; i++) p_vae += synth_nelems(&vae.t[i]);
+    for (size_t i = 0; i < dit.n; i++) p_dit += mold_synth_nelems(&dit.t[i]);
+    for (size_t i = 0; i < te.n; i++) p_te += mold_synth_nelems(&te.t[i]);
+    for (size_t i = 0; i < vae.n; i++) p_vae += mold_synth_nelems(&vae.t[i]);
     printf("  full: DiT %zu tensors %llu params, text %zu tensors %llu params, VAE %zu tensors "
            "%llu params\n", dit.n, (unsigned long long)p_dit, te.n, (unsigned long long)p_te,
            vae.n, (unsigned long long)p_vae);
@@ -492,7 +494,7 @@ static void test_full_size_plans(void **state) {
                                + 3584);
     int n[MOLD_DTYPE_COUNT];
     uint64_t bytes;
-    synth_dit_gguf_types(&dit, MOLD_Q4_K, 60, false);
+    mold_synth_dit_gguf_types(&dit, MOLD_Q4_K, 60, false);
     count_types(&dit, n, &bytes);
     printf("  DiT Q4_K_M: F32 %d BF16 %d Q4_K %d Q5_K %d Q6_K %d, %.3f GB\n", n[MOLD_F32],
            n[MOLD_BF16], n[MOLD_Q4_K], n[MOLD_Q5_K], n[MOLD_Q6_K], (double)bytes / 1e9);
@@ -503,17 +505,17 @@ static void test_full_size_plans(void **state) {
     assert_int_equal(n[MOLD_Q4_K], 58 * 10);
     assert_int_equal(n[MOLD_BF16], 6);
     assert_int_equal(n[MOLD_F32], 60 * 18 + 7);
-    synth_dit_gguf_types(&dit, MOLD_Q4_0, 60, false);
+    mold_synth_dit_gguf_types(&dit, MOLD_Q4_0, 60, false);
     count_types(&dit, n, &bytes);
     printf("  DiT Q4_0: Q4_0 %d Q4_1 %d Q5_K %d, %.3f GB\n", n[MOLD_Q4_0], n[MOLD_Q4_1],
            n[MOLD_Q5_K], (double)bytes / 1e9);
     assert_int_equal(n[MOLD_Q4_1], 58 * 2);
     assert_int_equal(n[MOLD_Q4_0], 58 * 12);
-    synth_dit_gguf_types(&dit, MOLD_Q4_0, 60, true);
+    mold_synth_dit_gguf_types(&dit, MOLD_Q4_0, 60, true);
     count_types(&dit, n, &bytes);
     printf("  DiT Q4_0 uniform: Q4_0 %d, %.3f GB\n", n[MOLD_Q4_0], (double)bytes / 1e9);
     assert_int_equal(n[MOLD_Q4_0], 60 * 14);
-    synth_text_gguf_types(&te, MOLD_Q4_K, 28, false);
+    mold_synth_text_gguf_types(&te, MOLD_Q4_K, 28, false);
     count_types(&te, n, &bytes);
     printf("  text Q4_K_M: F32 %d Q4_K %d Q6_K %d, %.3f GB\n", n[MOLD_F32], n[MOLD_Q4_K],
            n[MOLD_Q6_K], (double)bytes / 1e9);
@@ -521,9 +523,9 @@ static void test_full_size_plans(void **state) {
     assert_int_equal(n[MOLD_Q6_K], 2 * 14);
     assert_int_equal(n[MOLD_Q4_K], 1 + 28 * 7 - 28);
     assert_int_equal(n[MOLD_F32], 28 * 5 + 1);
-    synth_list_free(&dit);
-    synth_list_free(&te);
-    synth_list_free(&vae);
+    mold_synth_list_free(&dit);
+    mold_synth_list_free(&te);
+    mold_synth_list_free(&vae);
 }
 
 /* ---- errors ---- */
@@ -566,7 +568,8 @@ static void test_errors(void **state) {
     o.tokenizer_dir = tokdir;
     o.text_encoder = MOLD_Q8_0;
     tu_expect_error(mold_synth_write(&o, od, NULL), MOLD_E_RANGE,
-                    "token 'b': expected an id below the model's vocab_size 662, got 5000", "vocab");
+                    "token 'b': expected an id below the model's vocab_size 662, got 5000",
+                    "vocab");
     free(tokdir);
     free(od);
 }
