@@ -365,6 +365,19 @@ static void run_conv(mold_backend *be, float *out) {
     tu_ok(be->i->conv2d(be, out, g_x, 7, 30, 29, &g_tw.w, 3, 3, 1, g_bias), "conv");
 }
 
+/* The remaining multi-task ops, chained: 70 x 3000 values. */
+static void run_misc(mold_backend *be, float *out) {
+    const int64_t rows = 70, dim = 3000, n = rows * dim;
+    tu_ok(be->i->layer_norm_modulate(be, out, g_x, g_bias, g_bias + dim, rows, dim, 1e-6f), "ln");
+    tu_ok(be->i->rms_norm(be, out, out, g_bias, rows, dim, 1e-6f), "rms");
+    tu_ok(be->i->channel_rms_norm(be, out, out, g_bias, rows, dim), "chan");
+    tu_ok(be->i->rope(be, out, rows, 25, 120, g_q, g_q + rows * 60, MOLD_ROPE_INTERLEAVED), "rope");
+    tu_ok(be->i->gelu_tanh(be, out, out, n), "gelu");
+    tu_ok(be->i->swiglu(be, out, out, g_x, n), "swiglu");
+    tu_ok(be->i->gated_add(be, out, g_bias, g_x, rows, dim), "gated_add");
+    tu_ok(be->i->cfg_combine(be, out, out, g_x, 3.0f, rows, dim), "cfg");
+}
+
 static void check_threads(const char *what, run_fn fn, int64_t n_out) {
     float *ref = zeros(n_out), *got = zeros(n_out);
     mold_backend *be1 = make_be(1);
@@ -403,6 +416,14 @@ static void test_threads_identical(void **state) {
     for (int j = 0; j < 300; j++) g_mask[j] = (j % 7) != 3;
     check_threads("attention causal gqa", run_attention, 150 * 6 * 40);
     free(g_q); free(g_k); free(g_v); free(g_mask);
+
+    free(g_bias);
+    g_x = rnd(70 * 3000);
+    g_bias = rnd(6000);
+    g_q = rnd(2 * 70 * 60);
+    check_threads("norms, rope, activations, cfg", run_misc, 70 * 3000);
+    free(g_x); free(g_bias); free(g_q);
+    g_bias = rnd(300);
 
     tw_make(be, &g_tw, MOLD_BF16, 300, 7 * 9);
     g_x = rnd(7 * 30 * 29);
