@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_internal.h" /* mold_cpu_exp_neg */
+#include "backend/cpu/cpu_internal.h" /* mold_cpu_exp_neg, mold_cpu_set_simd */
 #include "backend/ops.h"
 #include "base/dtype.h"
 #include "base/quant.h"
@@ -383,14 +383,19 @@ static void check_threads(const char *what, run_fn fn, int64_t n_out) {
     mold_backend *be1 = make_be(1);
     fn(be1, ref);
     mold_backend_free(be1);
-    for (int t = 2; t <= 3; t++) {
-        mold_backend *be = make_be(t);
+    for (int t = 2; t <= 4; t++) {
+        mold_backend *be = make_be(t < 4 ? t : 2);
+        if (t == 4) mold_cpu_set_simd(false); /* portable C paths, 2 threads */
         memset(got, 0xff, (size_t)n_out * 4);
         fn(be, got);
+        mold_cpu_set_simd(true);
         size_t diff = 0;
         for (int64_t i = 0; i < n_out; i++) diff += memcmp(&got[i], &ref[i], 4) != 0;
-        printf("  %s: %zu of %lld values differ between 1 and %d threads\n", what, diff,
-               (long long)n_out, t);
+        if (t < 4)
+            printf("  %s: %zu of %lld values differ between 1 and %d threads\n", what, diff,
+                   (long long)n_out, t);
+        else
+            printf("  %s: %zu of %lld values differ with SIMD off\n", what, diff, (long long)n_out);
         assert_int_equal(diff, 0);
         mold_backend_free(be);
     }
@@ -624,8 +629,10 @@ static void test_exp_neg(void **state) {
     x[8] = -0.0f;
     memcpy(a, x, (size_t)n * 4);
     memcpy(b, x, (size_t)n * 4);
-    mold_cpu_exp_neg(a, n, false);
-    mold_cpu_exp_neg(b, n, true);
+    mold_cpu_set_simd(false);
+    mold_cpu_exp_neg(a, n, 0.0f);
+    mold_cpu_set_simd(true);
+    mold_cpu_exp_neg(b, n, 0.0f);
     double worst = 0;
     size_t diff = 0;
     for (int64_t i = 0; i < n; i++) {
