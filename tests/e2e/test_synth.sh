@@ -8,7 +8,8 @@
 # unpacking of the GGUF v3 layout) of the synthesized files and of the bundled
 # tiny model. The synthesized model must hold exactly the fixture's tensors
 # (same names, same shapes) minus the ones text-to-image never reads: lm_head
-# and the VAE encoder (encoder.*, quant_conv.*).
+# and the VAE encoder (encoder.*, quant_conv.*). Both variants then generate
+# a small PNG through `mold run`.
 set -euo pipefail
 MOLD=$1
 FIX=$2
@@ -206,6 +207,23 @@ for variant, dit_file, te_file in (("g", "qwen-image-tiny-Q4_K_M.gguf", "qwen2.5
     assert kv2["tokenizer.ggml.model"] == "gpt2" and kv2["tokenizer.ggml.eos_token_id"] == vocab["<|im_end|>"]
     assert len(kv2["tokenizer.ggml.merges"]) == len(tok["model"]["merges"])
     print(f"GGUF {dit_file} ({', '.join(types)}) and {te_file}: names, shapes, layout, metadata ok")
+PY
+
+# the synthesized models generate through `mold run` (bf16 directory; GGUF
+# files as component overrides), writing a PNG
+"$MOLD" run "$OUT/a" "a red fox" --width 64 --height 48 --steps 2 --seed 3 -o "$OUT/a.png" \
+  >/dev/null 2>&1
+"$MOLD" run "$OUT/g" "a red fox" --width 64 --height 48 --steps 2 --seed 3 -o "$OUT/g.png" \
+  --transformer "$OUT/g/transformer/qwen-image-tiny-Q4_K_M.gguf" \
+  --text-encoder "$OUT/g/text_encoder/qwen2.5-vl-tiny-Q8_0.gguf" >/dev/null 2>&1
+python3 - "$OUT/a.png" "$OUT/g.png" <<'PY'
+import struct, sys
+for p in sys.argv[1:]:
+    b = open(p, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n", p
+    w, h = struct.unpack(">II", b[16:24])
+    assert (w, h) == (64, 48), (p, w, h)
+print("mold run: 64x48 PNGs from the bf16 directory and from the GGUF files")
 PY
 
 # usage errors exit 2, runtime failures 1 (a non-empty OUTDIR is refused)
