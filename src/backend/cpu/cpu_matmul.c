@@ -65,7 +65,7 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
 }
 
 static void bf16_row(const uint16_t *s, float *d, int64_t n) {
-    if (__builtin_cpu_supports("avx2"))
+    if (mold_cpu_use_avx2())
         bf16_to_f32_avx2(s, d, n);
     else
         mold_bf16_to_f32_n(s, d, (size_t)n);
