@@ -16,7 +16,10 @@
 
 typedef struct mold_bench_options {
     int width, height;   /* image size (default 1024x1024) */
-    int text_tokens;     /* conditioning tokens of the prompt (default 32) */
+    int text_tokens;     /* text tokens fed to the DiT (default 32) */
+    int encode_words;    /* " a" words in the prompt the text encoder runs on
+                          * (default text_tokens); with the Qwen2.5 tokenizer the
+                          * templated sequence is encode_words + 39 tokens */
     int repeats;         /* timed repeats per stage (default 3) */
     int vae_tile;        /* as mold_request.vae_tile */
     bool skip_vae;

@@ -36,6 +36,7 @@ int mold_cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "--width")) bad = arg_int(a, v, 16, 8192, &o.width), i++;
         else if (!strcmp(a, "--height")) bad = arg_int(a, v, 16, 8192, &o.height), i++;
         else if (!strcmp(a, "--text-tokens")) bad = arg_int(a, v, 1, 1000, &o.text_tokens), i++;
+        else if (!strcmp(a, "--encode-words")) bad = arg_int(a, v, 1, 1000, &o.encode_words), i++;
         else if (!strcmp(a, "--repeats")) bad = arg_int(a, v, 1, 100, &o.repeats), i++;
         else if (!strcmp(a, "--threads")) bad = arg_int(a, v, 1, 256, &eo.n_threads), i++;
         else if (!strcmp(a, "--vae-tile")) bad = arg_int(a, v, 0, 4096, &o.vae_tile), i++;
@@ -57,7 +58,7 @@ int mold_cmd_bench(int argc, char **argv) {
     }
     if (!eo.model_dir) {
         fprintf(stderr, "usage: mold bench MODEL [--width W] [--height H] [--text-tokens N] "
-                "[--repeats R] [--device cpu|cuda] [--threads N] [--vae-tile T] [--no-vae]\n");
+                "[--encode-words N] [--repeats R] [--device cpu|cuda] [--threads N] [--vae-tile T] [--no-vae]\n");
         return 2;
     }
     mold_engine *e;

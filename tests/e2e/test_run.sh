@@ -72,7 +72,17 @@ from st_read import read_png
 w, h, px, t = read_png('$TMP/stdout.png'); assert (w, h) == (32, 32)" \
   && ok "-o - writes a PNG to stdout" || bad "-o - stdout PNG"
 
-# 5. validation errors: exit code != 0 and a message naming the parameter
+# 5. --batch K: K files, seeds S..S+K-1; image i equals a single run with seed S+i
+if ("$MOLD" run "$MODEL" "a lighthouse" --width 64 --height 48 --steps 2 --seed 1234 \
+      --batch 2 --no-metadata -o "$TMP/batch.png" >"$TMP/batch.out" 2>"$TMP/batch.err"); then
+  grep -q "seed: 1235" "$TMP/batch.err" && cmp -s "$TMP/batch-0.png" "$TMP/a.png" \
+    && [ -f "$TMP/batch-1.png" ] && ! cmp -s "$TMP/batch-1.png" "$TMP/a.png" \
+    && "$MOLD" run "$MODEL" "a lighthouse" --width 64 --height 48 --steps 2 --seed 1235 --no-metadata \
+         -o "$TMP/s1235.png" >/dev/null 2>&1 && cmp -s "$TMP/batch-1.png" "$TMP/s1235.png" \
+    && ok "--batch 2: seeds 1234 and 1235, each equal to its single run" || bad "--batch 2"
+else cat "$TMP/batch.err"; bad "--batch run failed"; fi
+
+# 6. validation errors: exit code != 0 and a message naming the parameter
 expect_error() { # NEEDLE ARGS...
   local needle=$1; shift
   local out rc

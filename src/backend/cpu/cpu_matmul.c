@@ -2,7 +2,8 @@
  * cpu_matmul.c — matmul (y = x W^T + b) and embed for every weight dtype.
  *
  * Weights stay in their stored dtype (a view into the mmap). A task owns a
- * fixed tile of MM_NT output columns (weight rows): it converts MM_NT x KC
+ * fixed tile of MM_NT output columns (weight rows) for a block of up to MM_MB
+ * rows of x: it converts MM_NT x KC
  * slices of those rows to f32 in its scratch and accumulates
  * y[:, tile] += x[:, kslice] * slice^T with one single-threaded cblas_sgemm
  * per K slice. Tile and slice boundaries depend only on the shapes, so every
@@ -27,6 +28,9 @@
 #endif
 #ifndef MM_KC
 #define MM_KC 1024 /* K slice converted at once (rounded to the block size) */
+#endif
+#ifndef MM_MB
+#define MM_MB 512 /* rows of x per task (large m also splits over rows) */
 #endif
 #ifndef MM_GEMV_M
 #define MM_GEMV_M 4 /* up to this many rows of x: sgemv per row (sgemm would pack the tile) */
@@ -61,7 +65,7 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
 }
 
 static void bf16_row(const uint16_t *s, float *d, int64_t n) {
-    if (__builtin_cpu_supports("avx2"))
+    if (mold_cpu_use_avx2())
         bf16_to_f32_avx2(s, d, n);
     else
         mold_bf16_to_f32_n(s, d, (size_t)n);
@@ -153,12 +157,17 @@ void mold_cpu_weight_rows_f32(const mold_weight *w, int64_t row0, int64_t n_rows
 /* ---- matmul ---- */
 
 typedef struct mm_ctx {
-    float *y;           /* [m, n] */
-    const float *x;     /* [m, k] */
+    float *y;           /* [m, n]; a task sees its row block only */
+    const float *x;     /* [m, k]; likewise */
     const float *bias;  /* [n] or NULL */
     const mold_weight *w;
     int64_t m, n, k, kc;
 } mm_ctx;
+
+typedef struct mm_job {
+    mm_ctx whole; /* the full problem */
+    int64_t n_nt; /* column tiles */
+} mm_job;
 
 /* y[:, n0 .. n0+nt] (+)= x[:, k0 .. k0+kc] · b^T for b = [nt, kc] (row stride
  * ldb). Small m uses one sgemv per row of x (no packing of b). */
@@ -174,9 +183,16 @@ static void mm_block(const mm_ctx *c, int64_t n0, int64_t nt, int64_t k0, int64_
                 c->x + k0, (int)c->k, b, (int)ldb, beta, c->y + n0, (int)c->n);
 }
 
+/* Task = (row block of MM_MB rows, column tile of MM_NT weight rows). */
 static void mm_task(void *ud, int64_t task, float *scratch) {
-    const mm_ctx *c = ud;
-    int64_t n0 = task * MM_NT;
+    const mm_job *job = ud;
+    int64_t i0 = (task / job->n_nt) * MM_MB;
+    mm_ctx rows = job->whole;
+    rows.x += i0 * rows.k;
+    rows.y += i0 * rows.n;
+    rows.m = rows.m - i0 < MM_MB ? rows.m - i0 : MM_MB;
+    const mm_ctx *c = &rows;
+    int64_t n0 = (task % job->n_nt) * MM_NT;
     int64_t nt = c->n - n0 < MM_NT ? c->n - n0 : MM_NT;
     float beta0 = 0.0f;
     if (c->bias) {
@@ -205,10 +221,14 @@ mold_status mold_cpu_matmul(mold_backend *be, float *y, const float *x, int64_t 
         return MOLD_OK;
     if (!y || !x)
         return MOLD_ERR(MOLD_E_INVALID, "matmul: NULL x or y");
-    mm_ctx c = { .y = y, .x = x, .bias = bias, .w = w, .m = m, .n = w->n_out, .k = w->n_in,
-                 .kc = mold_cpu_weight_kc(w, MM_KC) };
-    MOLD_ASSERT(MM_NT * c.kc <= CPU_SCRATCH_FLOATS);
-    mold_cpu_parallel(cpu_of(be), cpu_n_chunks(c.n, MM_NT), mm_task, &c);
+    if (cpu_overlap(y, m * w->n_out, x, m * w->n_in))
+        return MOLD_ERR(MOLD_E_INVALID, "matmul: y [%lld, %lld] overlaps x (in-place is not supported)",
+                        (long long)m, (long long)w->n_out);
+    mm_job job = { .whole = { .y = y, .x = x, .bias = bias, .w = w, .m = m, .n = w->n_out,
+                              .k = w->n_in, .kc = mold_cpu_weight_kc(w, MM_KC) },
+                   .n_nt = cpu_n_chunks(w->n_out, MM_NT) };
+    MOLD_ASSERT(MM_NT * job.whole.kc <= CPU_SCRATCH_FLOATS);
+    mold_cpu_parallel(cpu_of(be), cpu_n_chunks(m, MM_MB) * job.n_nt, mm_task, &job);
     return MOLD_OK;
 }
 
