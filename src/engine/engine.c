@@ -10,19 +10,13 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/clock.h"
 #include "engine_impl.h"
 #include "formats/gguf.h"
 #include "models/qwen2_tokenizer_gguf.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 mold_engine_options mold_engine_options_default(void) {
     mold_engine_options o;
@@ -171,7 +165,7 @@ mold_status mold_engine_need_tokenizer(mold_engine *e) {
 
 mold_status mold_engine_need_text(mold_engine *e) {
     if (e->te) return MOLD_OK;
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     mold_status st = open_text_container(e);
     /* A GGUF text encoder carries its own hyper-parameters; they become the
      * engine's effective text config (md.text is what generate.c reads). */
@@ -187,7 +181,7 @@ mold_status mold_engine_need_text(mold_engine *e) {
         return st;
     }
     e->n_loads_text++;
-    MOLD_LOGI("loaded text encoder in %.0f ms", now_ms() - t0);
+    MOLD_LOGI("loaded text encoder in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
 }
 
@@ -196,7 +190,7 @@ mold_status mold_engine_need_dit(mold_engine *e) {
     char *path;
     MOLD_TRY(component_path(e, e->opt.transformer_path, e->md.transformer_dir, "transformer",
                             &path));
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     mold_status st = mold_container_open(path, &e->c_dit);
     free(path);
     /* GGUF transformers store no config: without config.json derive it from
@@ -213,7 +207,7 @@ mold_status mold_engine_need_dit(mold_engine *e) {
         return st;
     }
     e->n_loads_dit++;
-    MOLD_LOGI("loaded transformer in %.0f ms", now_ms() - t0);
+    MOLD_LOGI("loaded transformer in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
 }
 
@@ -232,7 +226,7 @@ mold_status mold_engine_need_vae(mold_engine *e) {
     if (e->vae) return MOLD_OK;
     char *path;
     MOLD_TRY(component_path(e, e->opt.vae_path, e->md.vae_dir, "vae", &path));
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     mold_status st = mold_container_open(path, &e->c_vae);
     /* --vae on its own: its config.json sits in the directory given (or the
      * file's directory), as in a diffusers vae/ folder */
@@ -256,6 +250,6 @@ mold_status mold_engine_need_vae(mold_engine *e) {
         return st;
     }
     e->n_loads_vae++;
-    MOLD_LOGI("loaded VAE in %.0f ms", now_ms() - t0);
+    MOLD_LOGI("loaded VAE in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
 }
