@@ -4,20 +4,23 @@
 #   mold (stripped; third-party libraries static, see MOLD_STATIC_DEPS),
 #   libspng.so.0 (Debian ships no static libspng; found via the $ORIGIN rpath),
 #   tokenizer-qwen2_5/ (for `mold synth` of the full-size model).
-# On the GPU machine: mkdir -p /tmp/g && tar xJf DEST/mold-gpu.tar.xz -C /tmp/g
-# then run /tmp/g/mold (libcublasLt.so.13 comes from the machine's CUDA).
+#   the golden tests $MOLD_GPU_TESTS (default test_dit test_vae; MOLD_TEST_BACKEND=cuda
+#   runs them on the GPU, MOLD_TEST_FIXTURES=<repo>/tests/fixtures) + libcmocka.so.0.
+# On the GPU machine: eval "$(bash scripts/gpu-env.sh DEST/mold-gpu.tar.xz /tmp/g)".
 set -euo pipefail
 DEST=${1:?usage: build-gpu.sh DEST_DIR}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=$ROOT/build-gpu
-cmake -S "$ROOT" -B "$B" -DMOLD_CUDA=ON -DMOLD_STATIC_DEPS=ON -DMOLD_TESTS=OFF \
+GOLDEN=${MOLD_GPU_TESTS:-"test_dit test_vae"}
+cmake -S "$ROOT" -B "$B" -DMOLD_CUDA=ON -DMOLD_STATIC_DEPS=ON -DMOLD_TESTS=ON \
       -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j"$(nproc)" --target mold
+cmake --build "$B" -j"$(nproc)" --target mold $GOLDEN
 bash "$ROOT/scripts/fetch-tokenizer.sh" "$B" >/dev/null
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 cp "$B/mold" "$STAGE/mold" && strip "$STAGE/mold"
-cp -L /usr/lib/x86_64-linux-gnu/libspng.so.0 "$STAGE/"
+cp -L /usr/lib/x86_64-linux-gnu/libspng.so.0 /usr/lib/x86_64-linux-gnu/libcmocka.so.0 "$STAGE/"
+for t in $GOLDEN; do cp "$B/$t" "$STAGE/" && strip "$STAGE/$t"; done
 cp -r "$B/tokenizer-qwen2_5" "$STAGE/"
 mkdir -p "$DEST"
 tar cf - -C "$STAGE" . | xz -T0 -6 > "$DEST/mold-gpu.tar.xz"

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/ops.h"
 #include "base/fs.h"
 
 static char tu_bufs[8][4096];
@@ -19,15 +20,19 @@ static char *tu_slot(void) {
     return b;
 }
 
+/* The compile-time paths can be overridden at run time (MOLD_TEST_FIXTURES,
+ * MOLD_TEST_BUILD_DIR) for test binaries carried to another machine. */
 const char *tu_fixture(const char *rel) {
     char *b = tu_slot();
-    snprintf(b, 4096, "%s/%s", MOLD_TEST_FIXTURES, rel);
+    const char *dir = getenv("MOLD_TEST_FIXTURES");
+    snprintf(b, 4096, "%s/%s", dir ? dir : MOLD_TEST_FIXTURES, rel);
     return b;
 }
 
 const char *tu_build_path(const char *rel) {
     char *b = tu_slot();
-    snprintf(b, 4096, "%s/%s", MOLD_TEST_BUILD_DIR, rel);
+    const char *dir = getenv("MOLD_TEST_BUILD_DIR");
+    snprintf(b, 4096, "%s/%s", dir ? dir : MOLD_TEST_BUILD_DIR, rel);
     return b;
 }
 
@@ -95,4 +100,21 @@ const char *tu_write_temp(const char *name, const void *data, size_t len) {
     if (len) assert_int_equal(fwrite(data, 1, len, f), len);
     fclose(f);
     return path;
+}
+
+int tu_backend_is_cuda(void) {
+    const char *b = getenv("MOLD_TEST_BACKEND");
+    return b && !strcmp(b, "cuda");
+}
+
+void tu_backend_create(int n_threads, struct mold_backend **be) {
+    if (tu_backend_is_cuda())
+        tu_ok(mold_backend_cuda_create(0, be), "cuda backend");
+    else
+        tu_ok(mold_backend_cpu_create(n_threads, be), "cpu backend");
+}
+
+double tu_tol(double cpu_tol, double bf16_tol) {
+    if (!tu_backend_is_cuda()) return cpu_tol;
+    return bf16_tol > cpu_tol ? bf16_tol : cpu_tol;
 }

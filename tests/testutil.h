@@ -36,6 +36,18 @@ void tu_ok(mold_status st, const char *what);
  * prints the message. */
 void tu_expect_error(mold_status st, mold_status expect, const char *needle, const char *what);
 
+/* ---- backend under test ----
+ * Golden tests run on the CPU backend by default; MOLD_TEST_BACKEND=cuda runs
+ * them on CUDA device 0 (scripts/gpu-check.sh), where matmul, attention and
+ * conv inputs are rounded to bf16 (ops.h): tolerances then follow
+ * tu_tol(). */
+struct mold_backend;
+int tu_backend_is_cuda(void);
+/* Creates the backend under test (n_threads for the CPU; 0 = all cores). */
+void tu_backend_create(int n_threads, struct mold_backend **be);
+/* cpu_tol on the CPU; max(cpu_tol, bf16_tol) on CUDA. */
+double tu_tol(double cpu_tol, double bf16_tol);
+
 /* Reads a tensor of any plain dtype into a malloc'd f32 array (test owns it). */
 float *tu_to_f32(const mold_tensor *t);
 

@@ -1,6 +1,6 @@
 """Compares mold's --dump trace with a reference pipeline.safetensors.
 
-usage: compare_trace.py TRACE GOLDEN [--rel TOL] [--u8-max N]
+usage: compare_trace.py TRACE GOLDEN [--rel TOL] [--u8-max N] [--u8-mean M]
 Every tensor of GOLDEN must exist in TRACE with the same shape; float tensors must match with
 relative error ||a-b||/||b|| <= TOL; image_u8 must differ by at most N on every value.
 Prints one line per tensor with the measured error; exits 1 on any failure.
@@ -16,6 +16,7 @@ def main():
     trace, golden = args[0], args[1]
     rel_tol = float(args[args.index("--rel") + 1]) if "--rel" in args else 1e-4
     u8_max = int(args[args.index("--u8-max") + 1]) if "--u8-max" in args else 1
+    u8_mean = float(args[args.index("--u8-mean") + 1]) if "--u8-mean" in args else 255.0
     t = read_safetensors(trace)
     g = read_safetensors(golden)
     failed = 0
@@ -39,9 +40,9 @@ def main():
             diffs = [abs(a - b) for a, b in zip(tv, gv)]
             mx = max(diffs) if diffs else 0
             mean = sum(diffs) / max(1, len(diffs))
-            ok = mx <= u8_max
-            print("%s %-28s max |diff| %d (tol %d), mean %.4f, %d values off by >0" %
-                  ("ok  " if ok else "FAIL", name, mx, u8_max, mean, sum(1 for d in diffs if d)))
+            ok = mx <= u8_max and mean <= u8_mean
+            print("%s %-28s max |diff| %d (tol %d), mean %.4f (tol %g), %d values off by >0" %
+                  ("ok  " if ok else "FAIL", name, mx, u8_max, mean, u8_mean, sum(1 for d in diffs if d)))
             failed += not ok
         else:
             num = sum((a - b) ** 2 for a, b in zip(tv, gv))

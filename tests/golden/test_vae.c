@@ -116,10 +116,12 @@ static void check_case(model *m, const char *case_path, const char *what) {
     size_t n = img_elems(&m->cfg, h, w);
     assert_int_equal((size_t)mold_tensor_nelems(ot), n);
     float *img = decode(m->vae, &m->cfg, z, h, w, NULL);
-    double max = tu_max_abs_error(img, ref, n);
-    tu_check_close(what, img, ref, n, 1e-4);
-    printf("  %s: max abs error %.3e (tol 1e-4)\n", what, max);
-    assert_true(max <= 1e-4);
+    /* CPU: max abs 1e-4. CUDA rounds conv/attention inputs to bf16: rel 1e-2
+     * and max abs 0.1 on this [-1, 1] output. */
+    double max = tu_max_abs_error(img, ref, n), max_tol = tu_tol(1e-4, 0.1);
+    tu_check_close(what, img, ref, n, tu_tol(1e-4, 1e-2));
+    printf("  %s: max abs error %.3e (tol %.0e)\n", what, max, max_tol);
+    assert_true(max <= max_tol);
     free(img);
     free(z);
     free(ref);
@@ -486,10 +488,7 @@ static void test_timing(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    if (mold_backend_cpu_create(2, &g_be) != MOLD_OK) {
-        fprintf(stderr, "cpu backend: %s\n", mold_error_message());
-        return -1;
-    }
+    tu_backend_create(2, &g_be);
     model_open(&g_tiny, tu_fixture("qwen-image-tiny/model/vae"));
     return 0;
 }
@@ -502,6 +501,14 @@ static int teardown(void **state) {
 }
 
 int main(void) {
+    if (tu_backend_is_cuda()) { /* the golden cases and the exactness checks only:
+                                 * the tiled bounds are CPU measurements */
+        const struct CMUnitTest gpu[] = {
+            cmocka_unit_test(test_golden_tiny), cmocka_unit_test(test_golden_hd128),
+            cmocka_unit_test(test_single_tile_identical), cmocka_unit_test(test_wan_names),
+        };
+        return cmocka_run_group_tests(gpu, setup, teardown);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_golden_tiny),         cmocka_unit_test(test_golden_hd128),
         cmocka_unit_test(test_single_tile_identical), cmocka_unit_test(test_tiled_fixture_latent),
