@@ -20,6 +20,8 @@ int mold_cmd_inspect(int argc, char **argv);
 int mold_cmd_run(int argc, char **argv);
 int mold_cmd_bench(int argc, char **argv);
 int mold_cmd_tokenize(int argc, char **argv);
+int mold_cmd_synth(int argc, char **argv);
+int mold_cmd_quantize(int argc, char **argv);
 
 /* Prints "mold: <message>" for the current error to stderr; returns 1. */
 int mold_cli_fail(const char *what);

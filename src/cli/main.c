@@ -14,6 +14,8 @@ static const mold_command COMMANDS[] = {
     {"bench", mold_cmd_bench, "time each stage of a generation (load, encode, step, decode)"},
     {"inspect", mold_cmd_inspect, "show components, tensors and configs of a model"},
     {"tokenize", mold_cmd_tokenize, "print the token ids of a text (Qwen2 tokenizer)"},
+    {"synth", mold_cmd_synth, "write a model with random weights at the real shapes"},
+    {"quantize", mold_cmd_quantize, "write a quantized GGUF of a transformer or text encoder"},
 };
 #define N_COMMANDS (sizeof(COMMANDS) / sizeof(COMMANDS[0]))
 

@@ -14,6 +14,7 @@
 
 #include "base/philox.h"
 #include "engine_impl.h"
+#include "formats/gguf.h"
 #include "formats/image.h"
 #include "mold/bench.h"
 
@@ -45,6 +46,13 @@ mold_bench_options mold_bench_options_default(void) {
 
 static uint64_t container_bytes(const mold_container *c) {
     uint64_t sum = 0;
+    if (c->gguf) {
+        for (size_t i = 0; i < mold_gguf_tensor_count(c->gguf); i++) {
+            const mold_gguf_tensor_info *t = mold_gguf_tensor_info_at(c->gguf, i);
+            if (strcmp(t->name, "output.weight")) sum += t->n_bytes; /* lm_head never read */
+        }
+        return sum;
+    }
     if (!c->st) return 0;
     for (size_t i = 0; i < mold_safetensors_count(c->st); i++) {
         const mold_tensor *t = mold_safetensors_at(c->st, i);
@@ -184,7 +192,7 @@ mold_result_code mold_bench_run(mold_engine *e, const mold_bench_options *o,
     MOLD_TRY(timed_load(e, mold_engine_need_dit, &r->load_dit_ms));
     if (!o->skip_vae) MOLD_TRY(timed_load(e, mold_engine_need_vae, &r->load_vae_ms));
     r->bytes_text = container_bytes(&e->c_text);
-    r->bytes_dit = e->dit ? mold_dit_loaded_weight_bytes(e->dit) : 0;
+    r->bytes_dit = container_bytes(&e->c_dit);
     r->bytes_vae = e->vae ? container_bytes(&e->c_vae) : 0;
     MOLD_TRY(bench_encode(e, o, r));
     MOLD_TRY(bench_dit(e, o, 1, &r->dit_step_ms));

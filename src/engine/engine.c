@@ -59,6 +59,16 @@ static char *model_name_from(const char *path) {
     return name;
 }
 
+/* The published Qwen-Image / Qwen-Image-2512 scheduler config (spec 6.1),
+ * used when no model directory gives one (components passed on their own). */
+static const char QWENIMAGE_SCHEDULER_JSON[] =
+    "{\"_class_name\": \"FlowMatchEulerDiscreteScheduler\", \"num_train_timesteps\": 1000, "
+    "\"shift\": 1.0, \"use_dynamic_shifting\": true, \"base_shift\": 0.5, \"max_shift\": 0.9, "
+    "\"base_image_seq_len\": 256, \"max_image_seq_len\": 8192, \"shift_terminal\": 0.02, "
+    "\"time_shift_type\": \"exponential\", \"invert_sigmas\": false, "
+    "\"stochastic_sampling\": false, \"use_karras_sigmas\": false, "
+    "\"use_exponential_sigmas\": false, \"use_beta_sigmas\": false}";
+
 mold_result_code mold_engine_open(const mold_engine_options *opt, mold_engine **out) {
     *out = NULL;
     if (!opt->model_dir && !(opt->transformer_path && opt->text_encoder_path && opt->vae_path))
@@ -71,6 +81,12 @@ mold_result_code mold_engine_open(const mold_engine_options *opt, mold_engine **
     if (opt->model_dir) {
         st = mold_modeldir_open(opt->model_dir, &e->md);
         if (st != MOLD_OK) goto fail;
+    }
+    if (!e->md.has_scheduler) {
+        st = mold_scheduler_config_parse(QWENIMAGE_SCHEDULER_JSON, sizeof QWENIMAGE_SCHEDULER_JSON - 1,
+                                         "built-in Qwen-Image scheduler config", &e->md.scheduler);
+        if (st != MOLD_OK) goto fail;
+        e->md.has_scheduler = true;
     }
     e->name = model_name_from(opt->model_dir ? opt->model_dir : opt->transformer_path);
     if (!e->name) {
@@ -201,15 +217,39 @@ mold_status mold_engine_need_dit(mold_engine *e) {
     return MOLD_OK;
 }
 
+/* "<dir>/config.json" for a directory, else the file's directory's one. */
+static char *config_next_to(const char *path) {
+    if (mold_path_is_dir(path)) return mold_path_join(path, "config.json");
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup("config.json");
+    char *dir = strndup(path, (size_t)(slash - path));
+    char *cfg = dir ? mold_path_join(*dir ? dir : "/", "config.json") : NULL;
+    free(dir);
+    return cfg;
+}
+
 mold_status mold_engine_need_vae(mold_engine *e) {
     if (e->vae) return MOLD_OK;
     char *path;
     MOLD_TRY(component_path(e, e->opt.vae_path, e->md.vae_dir, "vae", &path));
     double t0 = now_ms();
     mold_status st = mold_container_open(path, &e->c_vae);
+    /* --vae on its own: its config.json sits in the directory given (or the
+     * file's directory), as in a diffusers vae/ folder */
+    if (st == MOLD_OK && !e->md.has_vae) {
+        char *cfg = config_next_to(path);
+        if (!cfg) {
+            st = MOLD_ERR(MOLD_E_NOMEM, "out of memory");
+        } else if (mold_path_exists(cfg)) {
+            st = mold_vae_config_load(cfg, &e->md.vae);
+            if (st == MOLD_OK) e->md.has_vae = true;
+        } else {
+            st = MOLD_ERR(MOLD_E_NOTFOUND, "vae: no config.json next to %s (give a model "
+                          "directory or a diffusers vae/ folder)", path);
+        }
+        free(cfg);
+    }
     free(path);
-    if (st == MOLD_OK && !e->md.has_vae)
-        st = MOLD_ERR(MOLD_E_NOTFOUND, "vae: no config.json (give a model directory)");
     if (st == MOLD_OK) st = mold_vae_load(e->be, &e->md.vae, &e->c_vae.src, &e->vae);
     if (st != MOLD_OK) {
         mold_container_close(&e->c_vae);

@@ -21,6 +21,7 @@
 
 #include "backend/ops.h"
 #include "base/dtype.h"
+#include "base/quant.h"
 
 static double clock_s(clockid_t id) {
     struct timespec ts;
@@ -98,14 +99,22 @@ static void bench_matmul(mold_backend *be, mold_dtype dt, int64_t m, int64_t k, 
     float *wf = rnd((size_t)(n * k));
     void *wd = wf;
     size_t esz = dt == MOLD_F32 ? 4 : 2;
-    if (dt != MOLD_F32) {
+    uint64_t row_bytes = 0;
+    if (mold_dtype_row_bytes(dt, (uint64_t)k, &row_bytes) != MOLD_OK) abort();
+    if (mold_dtype_get(dt)->is_quant) {
+        uint8_t *q = malloc(row_bytes * (uint64_t)n);
+        for (int64_t r = 0; r < n; r++)
+            if (mold_quantize(dt, wf + r * k, q + r * row_bytes, k) != MOLD_OK) abort();
+        wd = q;
+    } else if (dt != MOLD_F32) {
         uint16_t *h = malloc((size_t)(n * k) * 2);
         for (int64_t i = 0; i < n * k; i++)
             h[i] = dt == MOLD_BF16 ? mold_f32_to_bf16(wf[i]) : mold_f32_to_f16(wf[i]);
         wd = h;
     }
+    (void)esz;
     mold_tensor t = { .dtype = dt, .n_dims = 2, .shape = { n, k }, .data = wd,
-                      .n_bytes = (uint64_t)(n * k) * esz };
+                      .n_bytes = row_bytes * (uint64_t)n };
     mm_args a = { .be = be, .m = m, .x = rnd((size_t)(m * k)), .y = malloc((size_t)(m * n) * 4) };
     if (be->i->weight_upload(be, &t, n, k, &a.w) != MOLD_OK) abort();
     double s = median_s(run_mm, &a);
@@ -197,6 +206,8 @@ int main(int argc, char **argv) {
             bench_matmul(be, MOLD_BF16, 256, kn, kn);
         }
         bench_matmul(be, MOLD_F16, 256, 3072, 3072);
+        bench_matmul(be, MOLD_Q8_0, 256, 3072, 3072);
+        bench_matmul(be, MOLD_Q4_K, 256, 3072, 3072);
         bench_matmul(be, MOLD_BF16, 1, 3072, 3072);
         bench_matmul(be, MOLD_BF16, 1024, 3072, 12288);
     }

@@ -6,6 +6,10 @@
 #    (= the trace's last latents_step) and image_float within rel 1e-4, image_u8 within 1;
 #  - a model directory without tokenizer/ and text_encoder/: the tokenizer and the text config
 #    come from the GGUF metadata, same golden;
+#  - the hd128 model (head dim 128, 256-wide rows) with gguf-hd128's Q4_K/Q5_K/Q6_K/Q5_1 files
+#    against gguf-hd128/pipeline-mixed-k.golden.safetensors (112x80, 2 steps, CFG 3);
+#  - no model directory at all (hd128): --transformer/--text-encoder GGUF + --vae vae/ folder; the
+#    DiT config comes from the tensor shapes, the scheduler config is the built-in published one;
 #  - a truncated GGUF override fails with a message naming the file.
 # usage: test_gguf_run.sh MOLD FIXTURES BUILD_DIR
 set -uo pipefail
@@ -19,8 +23,6 @@ trap 'rm -rf "$TMP"' EXIT
 fails=0 passes=0
 ok()  { echo "ok   $*"; passes=$((passes+1)); }
 bad() { echo "FAIL $*"; fails=$((fails+1)); }
-PROMPT=$(python3 -c "import json;print(json.load(open('$CASES/manifest.json'))['prompt'])")
-
 compare() { # TRACE GOLDEN
   python3 - "$1" "$2" <<'PY'
 import math, os, sys
@@ -47,13 +49,17 @@ PY
 }
 export HERE
 
-run_case() { # NAME MODEL_DIR PLAN
-  local name=$1 dir=$2 plan=$3
-  if "$MOLD" run "$dir" "$PROMPT" -n " " --width 96 --height 64 --steps 3 --guidance 4 \
-        --noise "$CASES/pipeline.safetensors" --transformer "$G/transformer-$plan.gguf" \
-        --text-encoder "$G/text-encoder-$plan.gguf" --dump "$TMP/$name" -o "$TMP/$name.png" \
-        >"$TMP/$name.out" 2>"$TMP/$name.err"; then
-    if compare "$TMP/$name/trace.safetensors" "$G/pipeline-$plan.golden.safetensors"; then
+run_case() { # NAME MODEL_DIR|"" PLAN [GGUF_DIR CASES_DIR W H STEPS CFG [EXTRA ARGS...]]
+  local name=$1 dir=$2 plan=$3 gd=${4:-$G} cases=${5:-$CASES} w=${6:-96} h=${7:-64} steps=${8:-3} cfg=${9:-4}
+  shift 9 2>/dev/null || shift $#
+  local prompt model=()
+  [ -n "$dir" ] && model=("$dir")
+  prompt=$(python3 -c "import json;print(json.load(open('$cases/manifest.json'))['prompt'])")
+  if "$MOLD" run "${model[@]}" "$prompt" -n " " --width "$w" --height "$h" --steps "$steps" --guidance "$cfg" \
+        --noise "$cases/pipeline.safetensors" --transformer "$gd/transformer-$plan.gguf" \
+        --text-encoder "$gd/text-encoder-$plan.gguf" --dump "$TMP/$name" -o "$TMP/$name.png" \
+        "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"; then
+    if compare "$TMP/$name/trace.safetensors" "$gd/pipeline-$plan.golden.safetensors"; then
       ok "$name"; else bad "$name: differs from the golden"; fi
   else
     cat "$TMP/$name.err"; bad "$name: mold run failed"
@@ -61,6 +67,10 @@ run_case() { # NAME MODEL_DIR PLAN
 }
 
 for plan in q8_0 mixed-legacy mixed-k; do run_case "gguf-$plan" "$MODEL" "$plan"; done
+run_case "gguf-hd128-mixed-k" "$FIX/qwen-image-hd128/model" mixed-k "$FIX/gguf-hd128" \
+  "$FIX/qwen-image-hd128/cases" 80 112 2 3
+run_case "gguf-hd128-no-model-dir" "" mixed-k "$FIX/gguf-hd128" "$FIX/qwen-image-hd128/cases" \
+  80 112 2 3 --vae "$FIX/qwen-image-hd128/model/vae"
 
 # tokenizer and text config from the GGUF metadata: a model dir without tokenizer/ text_encoder/
 mkdir -p "$TMP/notok"

@@ -4,8 +4,8 @@
  * Parses the input as a GGUF image; when it is accepted, touches everything
  * a loader would: every metadata value (arrays element by element, nested
  * arrays recursively), lookups by key and by tensor name (exact and through
- * the tensor source's name mapping), and dequantizes every tensor of up to
- * 64K values. Any crash, overread, leak or UB report is a bug.
+ * the tensor source's name mapping), the text config and tokenizer built
+ * from the metadata, and dequantizes every tensor of up to 64K values. Any crash, overread, leak or UB report is a bug.
  * Seeds: tests/fuzz/corpus/fuzz_gguf/.
  */
 #include <stdint.h>
@@ -14,6 +14,8 @@
 
 #include "base/quant.h"
 #include "formats/gguf.h"
+#include "formats/modeldir.h"
+#include "models/qwen2_tokenizer_gguf.h"
 
 static uint64_t walk_value(const mold_gguf_value *v) {
     uint64_t h = (uint64_t)v->type;
@@ -54,6 +56,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         float *y = malloc((size_t)n * sizeof(float));
         if (y && mold_dequantize(t->dtype, t->data, y, n) == MOLD_OK) sink += (uint64_t)(y[0] != 0);
         free(y);
+    }
+    mold_text_config cfg;
+    (void)mold_gguf_text_config(g, &cfg);
+    mold_tokenizer *tok = NULL;
+    if (mold_gguf_has_tokenizer(g) && mold_tokenizer_from_gguf(g, &tok) == MOLD_OK) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (mold_tokenizer_encode(tok, "a cat <|im_end|>", 16, &ids, &n) == MOLD_OK) free(ids);
+        mold_tokenizer_free(tok);
     }
     (void)sink;
     mold_gguf_close(g);

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_internal.h" /* mold_cpu_exp_neg */
+#include "backend/cpu/cpu_internal.h" /* mold_cpu_exp_neg, mold_cpu_set_simd */
 #include "backend/ops.h"
 #include "base/dtype.h"
 #include "base/quant.h"
@@ -179,6 +179,17 @@ static void test_matmul(void **state) {
     check_matmul(be, MOLD_Q8_0, 9, 130, 2080, true, 1e-5);  /* K slice rounded to blocks */
     check_matmul(be, MOLD_Q4_K, 4, 33, 1280, false, 1e-5);
     check_matmul(be, MOLD_Q6_K, 3, 17, 512, true, 1e-5);
+    {
+        test_weight tw;
+        tw_make(be, &tw, MOLD_F32, 8, 8);
+        float *xy = zeros(64);
+        tu_expect_error(be->i->matmul(be, xy, xy, 8, &tw.w, NULL), MOLD_E_INVALID, "overlaps",
+                        "matmul in place");
+        tu_expect_error(be->i->conv2d(be, xy + 4, xy, 8, 2, 2, &tw.w, 1, 1, 0, NULL),
+                        MOLD_E_INVALID, "overlaps", "conv2d in place");
+        free(xy);
+        tw_free(be, &tw);
+    }
     mold_backend_free(be);
 }
 
@@ -354,19 +365,37 @@ static void run_conv(mold_backend *be, float *out) {
     tu_ok(be->i->conv2d(be, out, g_x, 7, 30, 29, &g_tw.w, 3, 3, 1, g_bias), "conv");
 }
 
+/* The remaining multi-task ops, chained: 70 x 3000 values. */
+static void run_misc(mold_backend *be, float *out) {
+    const int64_t rows = 70, dim = 3000, n = rows * dim;
+    tu_ok(be->i->layer_norm_modulate(be, out, g_x, g_bias, g_bias + dim, rows, dim, 1e-6f), "ln");
+    tu_ok(be->i->rms_norm(be, out, out, g_bias, rows, dim, 1e-6f), "rms");
+    tu_ok(be->i->channel_rms_norm(be, out, out, g_bias, rows, dim), "chan");
+    tu_ok(be->i->rope(be, out, rows, 25, 120, g_q, g_q + rows * 60, MOLD_ROPE_INTERLEAVED), "rope");
+    tu_ok(be->i->gelu_tanh(be, out, out, n), "gelu");
+    tu_ok(be->i->swiglu(be, out, out, g_x, n), "swiglu");
+    tu_ok(be->i->gated_add(be, out, g_bias, g_x, rows, dim), "gated_add");
+    tu_ok(be->i->cfg_combine(be, out, out, g_x, 3.0f, rows, dim), "cfg");
+}
+
 static void check_threads(const char *what, run_fn fn, int64_t n_out) {
     float *ref = zeros(n_out), *got = zeros(n_out);
     mold_backend *be1 = make_be(1);
     fn(be1, ref);
     mold_backend_free(be1);
-    for (int t = 2; t <= 3; t++) {
-        mold_backend *be = make_be(t);
+    for (int t = 2; t <= 4; t++) {
+        mold_backend *be = make_be(t < 4 ? t : 2);
+        if (t == 4) mold_cpu_set_simd(false); /* portable C paths, 2 threads */
         memset(got, 0xff, (size_t)n_out * 4);
         fn(be, got);
+        mold_cpu_set_simd(true);
         size_t diff = 0;
         for (int64_t i = 0; i < n_out; i++) diff += memcmp(&got[i], &ref[i], 4) != 0;
-        printf("  %s: %zu of %lld values differ between 1 and %d threads\n", what, diff,
-               (long long)n_out, t);
+        if (t < 4)
+            printf("  %s: %zu of %lld values differ between 1 and %d threads\n", what, diff,
+                   (long long)n_out, t);
+        else
+            printf("  %s: %zu of %lld values differ with SIMD off\n", what, diff, (long long)n_out);
         assert_int_equal(diff, 0);
         mold_backend_free(be);
     }
@@ -392,6 +421,14 @@ static void test_threads_identical(void **state) {
     for (int j = 0; j < 300; j++) g_mask[j] = (j % 7) != 3;
     check_threads("attention causal gqa", run_attention, 150 * 6 * 40);
     free(g_q); free(g_k); free(g_v); free(g_mask);
+
+    free(g_bias);
+    g_x = rnd(70 * 3000);
+    g_bias = rnd(6000);
+    g_q = rnd(2 * 70 * 60);
+    check_threads("norms, rope, activations, cfg", run_misc, 70 * 3000);
+    free(g_x); free(g_bias); free(g_q);
+    g_bias = rnd(300);
 
     tw_make(be, &g_tw, MOLD_BF16, 300, 7 * 9);
     g_x = rnd(7 * 30 * 29);
@@ -577,6 +614,8 @@ static void test_attention(void **state) {
     float dummy[8] = { 0 };
     tu_expect_error(be->i->attention(be, dummy, dummy, dummy, dummy, 1, 1, 3, 2, 1, 1.0f, NULL,
                                      false), MOLD_E_INVALID, "hq % hkv", "gqa mismatch");
+    tu_expect_error(be->i->attention(be, dummy, dummy + 4, dummy, dummy + 4, 1, 1, 1, 1, 4, 1.0f,
+                                     NULL, false), MOLD_E_INVALID, "overlaps", "out aliases k");
     mold_backend_free(be);
 }
 
@@ -590,8 +629,10 @@ static void test_exp_neg(void **state) {
     x[8] = -0.0f;
     memcpy(a, x, (size_t)n * 4);
     memcpy(b, x, (size_t)n * 4);
-    mold_cpu_exp_neg(a, n, false);
-    mold_cpu_exp_neg(b, n, true);
+    mold_cpu_set_simd(false);
+    mold_cpu_exp_neg(a, n, 0.0f);
+    mold_cpu_set_simd(true);
+    mold_cpu_exp_neg(b, n, 0.0f);
     double worst = 0;
     size_t diff = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -758,6 +799,18 @@ static void test_copy_rows(void **state) {
             assert_true(dst[r * 20 + c] == want);
         }
     printf("  copy_rows: 10 rows of 9 exact, surroundings untouched\n");
+    /* one-float-wide strided copies make a transpose */
+    float *t = zeros(13 * 10);
+    for (int c = 0; c < 13; c++)
+        tu_ok(be->i->copy_rows(be, t + c * 10, 1, src + c, 13, 10, 1), "copy_rows column");
+    for (int r = 0; r < 10; r++)
+        for (int c = 0; c < 13; c++) assert_true(t[c * 10 + r] == src[r * 13 + c]);
+    /* overlapping rows shift in place like memmove */
+    float buf[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    tu_ok(be->i->copy_rows(be, buf + 1, 4, buf, 4, 2, 3), "copy_rows overlap");
+    float want[8] = { 0, 0, 1, 2, 4, 4, 5, 6 };
+    assert_memory_equal(buf, want, sizeof buf);
+    free(t);
     tu_expect_error(be->i->copy_rows(be, dst, 5, src, 13, 2, 9), MOLD_E_INVALID, "strides",
                     "stride < cols");
     free(src); free(dst);

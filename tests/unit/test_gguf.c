@@ -373,6 +373,45 @@ static void test_truncation(void **state) {
     assert_int_equal(n_failed, data_end);
 }
 
+/* GGUF v2 (same layout) opens; alignment 1 puts f16 / q8_0 data at odd
+ * addresses, which the dequantizers must read without alignment faults. */
+static void test_v2_and_alignment_1(void **state) {
+    (void)state;
+    img m;
+    valid_image(&m);
+    m.b[4] = 2;
+    mold_gguf *g;
+    tu_ok(mold_gguf_open_buf(m.b, m.n, "v2.gguf", &g), "v2");
+    assert_int_equal(mold_gguf_version(g), 2);
+    mold_gguf_close(g);
+
+    mold_gguf_writer *w;
+    tu_ok(mold_gguf_writer_create(&w), "writer");
+    tu_ok(mold_gguf_writer_set_alignment(w, 1), "alignment 1");
+    float x[64], y[64], z[64];
+    for (int i = 0; i < 64; i++) x[i] = (float)(i - 20) * 0.37f;
+    uint8_t h16[128], q8[68];
+    tu_ok(mold_quantize(MOLD_F16, x, h16, 64), "f16");
+    tu_ok(mold_quantize(MOLD_Q8_0, x, q8, 64), "q8_0");
+    int64_t ne = 64, one = 1;
+    uint8_t b = 7;
+    tu_ok(mold_gguf_writer_add_tensor(w, "odd", MOLD_I8, 1, &one, &b), "1-byte tensor");
+    tu_ok(mold_gguf_writer_add_tensor(w, "h", MOLD_F16, 1, &ne, h16), "f16 tensor");
+    tu_ok(mold_gguf_writer_add_tensor(w, "q", MOLD_Q8_0, 1, &ne, q8), "q8 tensor");
+    const char *path = tu_build_path("test_gguf_align1.gguf");
+    tu_ok(mold_gguf_writer_write(w, path, NULL, NULL), "write");
+    mold_gguf_writer_free(w);
+    tu_ok(mold_gguf_open(path, &g), "reopen");
+    assert_int_equal(mold_gguf_alignment(g), 1);
+    const mold_tensor *th = mold_gguf_find(g, "h"), *tq = mold_gguf_find(g, "q");
+    assert_true(((uintptr_t)th->data & 1) || ((uintptr_t)tq->data & 1)); /* really unaligned */
+    tu_ok(mold_dequantize(MOLD_F16, th->data, y, 64), "f16 unaligned");
+    tu_ok(mold_dequantize(MOLD_Q8_0, tq->data, z, 64), "q8_0 unaligned");
+    tu_check_close("f16 at an odd address", y, x, 64, 1e-3);
+    tu_check_close("q8_0 at an odd address", z, x, 64, 1e-2);
+    mold_gguf_close(g);
+}
+
 static void test_bad_headers(void **state) {
     (void)state;
     img m;
@@ -529,6 +568,7 @@ int main(void) {
         cmocka_unit_test(test_source_llm_names),
         cmocka_unit_test(test_source_city96_prefix),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_v2_and_alignment_1),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_bad_tensors),
     };

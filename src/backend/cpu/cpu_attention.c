@@ -100,11 +100,12 @@ static inline float exp_neg(float x) {
     return e * two_n.f;
 }
 
-__attribute__((target("avx2"))) static void exp_neg_avx2(float *s, int64_t n) {
+__attribute__((target("avx2"))) static void exp_neg_avx2(float *s, int64_t n, float shift) {
     const __m256 lo = _mm256_set1_ps(EXP_LO), ninf = _mm256_set1_ps(-INFINITY);
+    const __m256 sh = _mm256_set1_ps(shift);
     int64_t j = 0;
     for (; j + 8 <= n; j += 8) {
-        __m256 x = _mm256_loadu_ps(s + j);
+        __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + j), sh);
         __m256 masked = _mm256_cmp_ps(x, ninf, _CMP_EQ_OQ);
         __m256 xc = _mm256_max_ps(x, lo); /* x < lo ? lo : x */
         __m256 nn = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
@@ -125,16 +126,74 @@ __attribute__((target("avx2"))) static void exp_neg_avx2(float *s, int64_t n) {
         _mm256_storeu_ps(s + j, _mm256_andnot_ps(masked, e));
     }
     for (; j < n; j++)
-        s[j] = exp_neg(s[j]);
+        s[j] = exp_neg(s[j] - shift);
 }
 
-void mold_cpu_exp_neg(float *s, int64_t n, bool allow_simd) {
-    if (allow_simd && __builtin_cpu_supports("avx2")) {
-        exp_neg_avx2(s, n);
+void mold_cpu_exp_neg(float *s, int64_t n, float shift) {
+    if (mold_cpu_use_avx2()) {
+        exp_neg_avx2(s, n, shift);
         return;
     }
     for (int64_t j = 0; j < n; j++)
-        s[j] = exp_neg(s[j]);
+        s[j] = exp_neg(s[j] - shift);
+}
+
+/* Largest of s[0 .. n) (-inf when n == 0 or all are -inf). max is exact, so
+ * the vector version returns the same value as the scalar loop. */
+__attribute__((target("avx2"))) static float row_max_avx2(const float *s, int64_t n) {
+    __m256 acc = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        acc = _mm256_max_ps(acc, _mm256_loadu_ps(s + j));
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, acc);
+    for (int i = 0; i < 8; i++)
+        mx = lanes[i] > mx ? lanes[i] : mx;
+    for (; j < n; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    return mx;
+}
+
+/* Sum of s[0 .. n) in a fixed order: 8 lane sums (lane = j mod 8) combined
+ * pairwise. The scalar and AVX2 versions add the same numbers in the same
+ * order, so they agree bit for bit; a plain running sum would be a 4-cycle
+ * dependency chain per element. */
+static float lanes_total(const float *acc) {
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+__attribute__((target("avx2"))) static float row_sum_avx2(const float *s, int64_t n) {
+    __m256 v = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        v = _mm256_add_ps(v, _mm256_loadu_ps(s + j));
+    float acc[8];
+    _mm256_storeu_ps(acc, v);
+    for (int64_t t = 0; j + t < n; t++)
+        acc[t] += s[j + t];
+    return lanes_total(acc);
+}
+
+static float row_sum(const float *s, int64_t n) {
+    if (mold_cpu_use_avx2())
+        return row_sum_avx2(s, n);
+    float acc[8] = { 0 };
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int t = 0; t < 8; t++)
+            acc[t] += s[j + t];
+    for (int64_t t = 0; j + t < n; t++)
+        acc[t] += s[j + t];
+    return lanes_total(acc);
+}
+
+static float row_max(const float *s, int64_t n) {
+    if (mold_cpu_use_avx2())
+        return row_max_avx2(s, n);
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    return mx;
 }
 
 /* ---- attention ---- */
@@ -155,26 +214,27 @@ typedef struct attn_ctx {
  * their state. */
 static void softmax_row(const attn_ctx *c, float *s, float *o, float *m, float *l, int64_t kb,
                         int64_t nk, int64_t lim) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < nk; j++) {
-        bool vis = kb + j <= lim && (!c->key_valid || c->key_valid[kb + j] != 0.0f);
-        if (!vis)
-            s[j] = -INFINITY;
-        else if (s[j] > mx)
-            mx = s[j];
+    int64_t nv = lim - kb + 1; /* keys kb .. kb+nv-1 pass the causal limit */
+    if (nv > nk)
+        nv = nk;
+    if (nv < 0)
+        nv = 0;
+    for (int64_t j = nv; j < nk; j++)
+        s[j] = -INFINITY;
+    if (c->key_valid) {
+        for (int64_t j = 0; j < nv; j++)
+            if (c->key_valid[kb + j] == 0.0f)
+                s[j] = -INFINITY;
     }
+    float mx = row_max(s, nv);
     if (mx == -INFINITY) {
         memset(s, 0, (size_t)nk * sizeof(float));
         return;
     }
     float m_new = *m > mx ? *m : mx;
     float alpha = exp_neg(*m - m_new); /* 0 when *m is -inf */
-    for (int64_t j = 0; j < nk; j++)
-        s[j] -= m_new; /* masked: -inf - m_new = -inf -> p = 0 */
-    mold_cpu_exp_neg(s, nk, true);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < nk; j++)
-        sum += s[j];
+    mold_cpu_exp_neg(s, nk, m_new); /* masked: -inf - m_new = -inf -> p = 0 */
+    float sum = row_sum(s, nk);
     *l = *l * alpha + sum;
     *m = m_new;
     if (alpha != 1.0f) {
@@ -239,6 +299,8 @@ mold_status mold_cpu_attention(mold_backend *be, float *out, const float *q, con
         return MOLD_OK;
     if (!out || !q || (skv > 0 && (!k || !v)))
         return MOLD_ERR(MOLD_E_INVALID, "attention: NULL q, k, v or out");
+    if (cpu_overlap(out, sq * hq * d, k, skv * hkv * d) || cpu_overlap(out, sq * hq * d, v, skv * hkv * d))
+        return MOLD_ERR(MOLD_E_INVALID, "attention: out overlaps k or v");
     attn_ctx c = { .out = out, .q = q, .k = k, .v = v, .key_valid = key_valid, .sq = sq,
                    .skv = skv, .hq = hq, .hkv = hkv, .d = d, .n_qb = cpu_n_chunks(sq, AT_BQ),
                    .scale = scale, .causal = causal };

@@ -17,6 +17,18 @@
 #include "../../base/quant.h" /* defines: mold_dequantize */
 #include "cpu_internal.h"
 
+/* ---- SIMD switch ---- */
+
+static bool g_simd = true; /* tests turn it off to compare with the C paths */
+
+void mold_cpu_set_simd(bool enabled) { g_simd = enabled; }
+
+bool mold_cpu_use_avx2(void) { return g_simd && __builtin_cpu_supports("avx2"); }
+
+bool mold_cpu_use_f16c(void) {
+    return g_simd && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+}
+
 /* ---- parallel loop ---- */
 
 typedef struct parallel_job {

@@ -133,6 +133,8 @@ mold_status mold_cpu_conv2d(mold_backend *be, float *y, const float *x, int64_t 
         return MOLD_ERR(MOLD_E_RANGE, "conv2d: image %lldx%lld too large", (long long)h, (long long)w);
     if (!y || !x)
         return MOLD_ERR(MOLD_E_INVALID, "conv2d: NULL x or y");
+    if (cpu_overlap(y, wt->n_out * oh * ow, x, c_in * h * w))
+        return MOLD_ERR(MOLD_E_INVALID, "conv2d: y overlaps x (in-place is not supported)");
     conv_ctx c = { .y = y, .x = x, .bias = bias, .wt = wt, .c_in = c_in, .h = h, .w = w, .kh = kh,
                    .kw = kw, .pad = pad, .oh = oh, .ow = ow, .c_out = wt->n_out, .k = wt->n_in,
                    .kc = mold_cpu_weight_kc(wt, CV_KC), .n_cot = cpu_n_chunks(wt->n_out, CV_NT),

@@ -201,8 +201,18 @@ mold_status mold_cpu_copy_rows(mold_backend *be, float *dst, int64_t dst_stride,
                         (long long)src_stride);
     if (rows > 0 && cols > 0 && (!dst || !src))
         return MOLD_ERR(MOLD_E_INVALID, "copy_rows: NULL src or dst");
-    for (int64_t r = 0; r < rows && cols > 0; r++)
-        memmove(dst + r * dst_stride, src + r * src_stride, (size_t)cols * sizeof(float));
+    for (int64_t r = 0; r < rows && cols > 0; r++) {
+        float *d = dst + r * dst_stride;
+        const float *s = src + r * src_stride;
+        if (cols < 16 && (d + cols <= s || s + cols <= d)) {
+            /* narrow rows (e.g. transposes made of one-float copies): a call
+             * per row would dominate */
+            for (int64_t j = 0; j < cols; j++)
+                d[j] = s[j];
+        } else {
+            memmove(d, s, (size_t)cols * sizeof(float));
+        }
+    }
     return MOLD_OK;
 }
 

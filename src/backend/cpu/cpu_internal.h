@@ -59,6 +59,12 @@ void mold_cpu_parallel(cpu_backend *cb, int64_t n_tasks, cpu_task_fn fn, void *c
  * deterministic) and returns the chunk count. */
 static inline int64_t cpu_n_chunks(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
 
+/* True when float ranges [a, a+na) and [b, b+nb) share memory: ops whose
+ * output cannot alias an input (matmul, conv2d, attention k/v) refuse it. */
+static inline bool cpu_overlap(const float *a, int64_t na, const float *b, int64_t nb) {
+    return a && b && na > 0 && nb > 0 && a < b + nb && b < a + na;
+}
+
 /* ---- weights (cpu_matmul.c) ---- */
 /* True when 2- or 4-byte elements of w can be read through typed pointers
  * (safetensors data may sit at any byte offset of the file). */
@@ -83,11 +89,18 @@ void mold_cpu_weight_rows_f32(const mold_weight *w, int64_t row0, int64_t n_rows
  * at most `cap` (and at least one block). */
 int64_t mold_cpu_weight_kc(const mold_weight *w, int64_t cap);
 
-/* ---- softmax exp (cpu_attention.c) ---- */
-/* s[j] = exp(s[j]) for s[j] <= 0 (-inf -> 0), ~2 ulp. allow_simd picks the
- * AVX2 path when the CPU has it; both paths give bit-identical results
- * (tested). */
-void mold_cpu_exp_neg(float *s, int64_t n, bool allow_simd);
+/* ---- SIMD paths ---- */
+/* The AVX2 / F16C code paths (weight conversion, softmax exp, max and sum)
+ * are taken when the CPU has them and SIMD is enabled (default). Each gives
+ * bit-identical results to its portable C twin; tests switch SIMD off to
+ * prove it. Not thread-safe: call only while no op runs. */
+void mold_cpu_set_simd(bool enabled);
+bool mold_cpu_use_avx2(void); /* enabled && CPU has AVX2 */
+bool mold_cpu_use_f16c(void); /* enabled && CPU has AVX + F16C */
+
+/* s[j] = exp(s[j] - shift) for s[j] - shift <= 0 (-inf -> 0), ~2 ulp
+ * (cpu_attention.c). */
+void mold_cpu_exp_neg(float *s, int64_t n, float shift);
 
 /* ---- ops (one file per family) ---- */
 mold_status mold_cpu_matmul(mold_backend *be, float *y, const float *x, int64_t m,

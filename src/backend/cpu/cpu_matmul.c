@@ -65,7 +65,7 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
 }
 
 static void bf16_row(const uint16_t *s, float *d, int64_t n) {
-    if (__builtin_cpu_supports("avx2"))
+    if (mold_cpu_use_avx2())
         bf16_to_f32_avx2(s, d, n);
     else
         mold_bf16_to_f32_n(s, d, (size_t)n);
@@ -221,6 +221,9 @@ mold_status mold_cpu_matmul(mold_backend *be, float *y, const float *x, int64_t 
         return MOLD_OK;
     if (!y || !x)
         return MOLD_ERR(MOLD_E_INVALID, "matmul: NULL x or y");
+    if (cpu_overlap(y, m * w->n_out, x, m * w->n_in))
+        return MOLD_ERR(MOLD_E_INVALID, "matmul: y [%lld, %lld] overlaps x (in-place is not supported)",
+                        (long long)m, (long long)w->n_out);
     mm_job job = { .whole = { .y = y, .x = x, .bias = bias, .w = w, .m = m, .n = w->n_out,
                               .k = w->n_in, .kc = mold_cpu_weight_kc(w, MM_KC) },
                    .n_nt = cpu_n_chunks(w->n_out, MM_NT) };
