@@ -10,19 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "base/philox.h"
+#include "base/clock.h"
 #include "engine_impl.h"
 #include "formats/gguf.h"
 #include "formats/image.h"
 #include "mold/bench.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -65,10 +59,10 @@ static uint64_t container_bytes(const mold_container *c) {
 
 /* Loads one component and records its wall time. */
 static mold_status timed_load(mold_engine *e, mold_status (*need)(mold_engine *), double *ms) {
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     MOLD_TRY(need(e));
     MOLD_TRY(e->be->i->sync(e->be));
-    *ms = now_ms() - t0;
+    *ms = mold_now_ms() - t0;
     return MOLD_OK;
 }
 
@@ -89,10 +83,10 @@ static mold_status bench_encode(mold_engine *e, const mold_bench_options *o,
     const int32_t *seqs[1] = {ids};
     for (int i = 0; st == MOLD_OK && i <= o->repeats; i++) {
         mold_text_embeds emb;
-        double t0 = now_ms();
+        double t0 = mold_now_ms();
         st = mold_text_encode_tokens(e->te, seqs, &n_ids, 1, MOLD_QWENIMAGE_MAX_TOKENS, &emb);
         if (st == MOLD_OK) st = e->be->i->sync(e->be);
-        t[i] = now_ms() - t0; /* index 0 is the warm-up */
+        t[i] = mold_now_ms() - t0; /* index 0 is the warm-up */
         if (st == MOLD_OK) mold_text_embeds_free(&emb);
     }
     if (st == MOLD_OK) r->encode_ms = median(t + 1, o->repeats);
@@ -127,10 +121,10 @@ static mold_status bench_dit(mold_engine *e, const mold_bench_options *o, int ba
     int lens[2] = {L, L};
     float sig[2] = {0.75f, 0.75f};
     for (int i = 0; st == MOLD_OK && i <= o->repeats; i++) {
-        double t0 = now_ms();
+        double t0 = mold_now_ms();
         st = mold_dit_forward(e->dit, batch, x, tok_h, tok_w, txt, lens, L, sig, v);
         if (st == MOLD_OK) st = be->i->sync(be);
-        t[i] = now_ms() - t0;
+        t[i] = mold_now_ms() - t0;
     }
     if (st == MOLD_OK) *out_ms = median(t + 1, o->repeats);
     be->i->free(be, x);
@@ -152,9 +146,9 @@ static mold_status bench_vae(mold_engine *e, const mold_bench_options *o, mold_b
     if (st == MOLD_OK) mold_philox_normal(3, z, nz);
     mold_vae_tiling tiling = {o->vae_tile, o->vae_tile / 4};
     for (int i = 0; st == MOLD_OK && i <= o->repeats; i++) {
-        double t0 = now_ms();
+        double t0 = mold_now_ms();
         st = mold_vae_decode(e->vae, z, lh, lw, o->vae_tile > 0 ? &tiling : NULL, img);
-        t[i] = now_ms() - t0;
+        t[i] = mold_now_ms() - t0;
     }
     if (st == MOLD_OK) r->vae_decode_ms = median(t + 1, o->repeats);
     /* PNG of the decoded image (content matters for zlib: use real pixels) */
@@ -166,9 +160,9 @@ static mold_status bench_vae(mold_engine *e, const mold_bench_options *o, mold_b
     for (int i = 0; st == MOLD_OK && i <= o->repeats; i++) {
         uint8_t *png;
         size_t len;
-        double t0 = now_ms();
+        double t0 = mold_now_ms();
         st = mold_png_encode(rgb, o->width, o->height, NULL, 0, &png, &len);
-        t[i] = now_ms() - t0;
+        t[i] = mold_now_ms() - t0;
         if (st == MOLD_OK) free(png);
     }
     if (st == MOLD_OK) r->png_encode_ms = median(t + 1, o->repeats);

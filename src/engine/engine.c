@@ -10,19 +10,13 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/clock.h"
 #include "engine_impl.h"
 #include "formats/gguf.h"
 #include "models/qwen2_tokenizer_gguf.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 mold_engine_options mold_engine_options_default(void) {
     mold_engine_options o;
@@ -192,14 +186,15 @@ mold_status mold_engine_open_text(mold_engine *e) {
 mold_status mold_engine_need_text_at(mold_engine *e, bool host) {
     if (e->te && e->te_on_host == host) return MOLD_OK;
     mold_engine_unload_text(e);
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     MOLD_TRY(mold_engine_open_text(e));
     if (host && !e->be_host) MOLD_TRY(mold_backend_cpu_create(e->opt.n_threads, &e->be_host));
     MOLD_TRY(mold_text_encoder_load(host ? e->be_host : e->be, &e->md.text, &e->c_text.src,
                                     &e->te));
     e->te_on_host = host;
     e->n_loads_text++;
-    MOLD_LOGI("loaded text encoder%s in %.0f ms", host ? " on the host CPU" : "", now_ms() - t0);
+    MOLD_LOGI("loaded text encoder%s in %.0f ms", host ? " on the host CPU" : "",
+              mold_now_ms() - t0);
     return MOLD_OK;
 }
 
@@ -232,11 +227,11 @@ mold_status mold_engine_open_dit(mold_engine *e) {
 
 mold_status mold_engine_need_dit(mold_engine *e) {
     if (e->dit) return MOLD_OK;
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     MOLD_TRY(mold_engine_open_dit(e));
     MOLD_TRY(mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit));
     e->n_loads_dit++;
-    MOLD_LOGI("loaded transformer in %.0f ms", now_ms() - t0);
+    MOLD_LOGI("loaded transformer in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
 }
 
@@ -282,11 +277,11 @@ mold_status mold_engine_open_vae(mold_engine *e) {
 
 mold_status mold_engine_need_vae(mold_engine *e) {
     if (e->vae) return MOLD_OK;
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     MOLD_TRY(mold_engine_open_vae(e));
     MOLD_TRY(mold_vae_load(e->be, &e->md.vae, &e->c_vae.src, &e->vae));
     e->n_loads_vae++;
-    MOLD_LOGI("loaded VAE in %.0f ms", now_ms() - t0);
+    MOLD_LOGI("loaded VAE in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
 }
 

@@ -21,10 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/log.h"
 #include "base/philox.h"
+#include "base/clock.h"
 #include "engine_impl.h"
 #include "formats/safetensors.h"
 #include "models/flowmatch.h"
@@ -32,12 +32,6 @@
 
 #define LATENT_CH 16
 #define PACKED_DIM 64 /* 16 channels x 2 x 2 */
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* ---- requests ---- */
 
@@ -445,13 +439,13 @@ static mold_status stage_load(run_ctx *c) {
 
 static mold_status run(run_ctx *c, mold_result *out) {
     const mold_request *r = c->r;
-    double t0 = now_ms();
+    double t0 = mold_now_ms();
     emit(c, MOLD_EV_STAGE_START, "load", 0, 0);
     MOLD_TRY(stage_load(c));
-    out->times.load_ms = now_ms() - t0;
+    out->times.load_ms = mold_now_ms() - t0;
     emit(c, MOLD_EV_STAGE_DONE, "load", 0, out->times.load_ms);
 
-    t0 = now_ms();
+    t0 = mold_now_ms();
     emit(c, MOLD_EV_STAGE_START, "encode", 0, 0);
     bool cfg = r->guidance > 1.0f;
     const char *negative = r->negative_prompt ? r->negative_prompt : " ";
@@ -463,10 +457,10 @@ static mold_status run(run_ctx *c, mold_result *out) {
     MOLD_TRY(trace_prompt(c, pos, "prompt_ids", "prompt_embeds"));
     if (cfg) MOLD_TRY(trace_prompt(c, neg, "negative_ids", "negative_embeds"));
     if (c->plan.encode) mold_engine_stage_done(c->e, &c->plan, MOLD_STAGE_ENCODE);
-    out->times.encode_ms = now_ms() - t0;
+    out->times.encode_ms = mold_now_ms() - t0;
     emit(c, MOLD_EV_STAGE_DONE, "encode", 0, out->times.encode_ms);
 
-    t0 = now_ms();
+    t0 = mold_now_ms();
     emit(c, MOLD_EV_STAGE_START, "denoise", 0, 0);
     size_t n = (size_t)c->n_img * PACKED_DIM;
     float *x = malloc(n * sizeof(float));
@@ -477,16 +471,16 @@ static mold_status run(run_ctx *c, mold_result *out) {
     if (st == MOLD_OK) st = mold_trace_add(c->trace, "noise_packed", MOLD_F32, 3, shape, x);
     if (st == MOLD_OK) st = denoise(c, pos, neg, x);
     if (st == MOLD_OK) mold_engine_stage_done(c->e, &c->plan, MOLD_STAGE_DENOISE);
-    out->times.denoise_ms = now_ms() - t0;
+    out->times.denoise_ms = mold_now_ms() - t0;
     if (st == MOLD_OK) emit(c, MOLD_EV_STAGE_DONE, "denoise", 0, out->times.denoise_ms);
 
     if (st == MOLD_OK) {
-        t0 = now_ms();
+        t0 = mold_now_ms();
         emit(c, MOLD_EV_STAGE_START, "decode", 0, 0);
         st = mold_engine_enter_stage(c->e, &c->plan, MOLD_STAGE_DECODE);
         if (st == MOLD_OK) st = decode(c, x, out);
         if (st == MOLD_OK) mold_engine_stage_done(c->e, &c->plan, MOLD_STAGE_DECODE);
-        out->times.decode_ms = now_ms() - t0;
+        out->times.decode_ms = mold_now_ms() - t0;
         if (st == MOLD_OK) emit(c, MOLD_EV_STAGE_DONE, "decode", 0, out->times.decode_ms);
     }
     free(x);

@@ -25,6 +25,11 @@ mold_status mold_png_encode(const uint8_t *rgb, int w, int h, const mold_png_tex
     struct spng_text *chunks = NULL;
     mold_status st = MOLD_OK;
     int err = spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    /* Speed over the last bytes: zlib level 3 with the Paeth filter encodes a
+     * 1328x1328 image 2.3x faster than level 6 with adaptive filters (149 vs
+     * 344 ms here) for a file about 16% larger (docs/perf.md). */
+    if (!err) err = spng_set_option(ctx, SPNG_IMG_COMPRESSION_LEVEL, 3);
+    if (!err) err = spng_set_option(ctx, SPNG_FILTER_CHOICE, SPNG_FILTER_CHOICE_PAETH);
     struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
                              .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
     if (!err) err = spng_set_ihdr(ctx, &ihdr);

@@ -31,6 +31,7 @@ mold_status mold_cuda_bench_gemm(mold_backend *be, int64_t m, int64_t n, int64_t
                                  double *median_ms);
 void mold_cuda_attention_force_gemm(int on);
 void mold_cuda_attention_set_variant(int v);
+void mold_cuda_conv_set_variant(int v);
 mold_status mold_cuda_bench_h2d(mold_backend *be, size_t bytes, double *pinned_gbps,
                                 double *pageable_gbps);
 
@@ -224,7 +225,8 @@ static void at_run(void *p) {
 
 /* Joint attention over s tokens (the last n_pad keys masked out like text
  * padding); CPU reference on two of the heads. */
-static const char *const FA_VARIANTS[] = {"4w ldm", "4w lds", "8w lds", "8w ldm"};
+static const char *const FA_VARIANTS[] = {"flash2 4w x32", "flash1 4w x16", "flash2 8w x32",
+                                          "flash2 4w x16"};
 
 static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm,
                             int variant) {
@@ -283,13 +285,15 @@ static void cv_run(void *p) {
 
 /* 3x3 pad-1 conv c -> c at h x w; CPU on the top-left crop (rows/cols
  * 0..crop-2 of the output only depend on the crop's input). */
-static void check_conv(int64_t c, int64_t h, int64_t w, int64_t crop) {
+static void check_conv(int64_t c, int64_t h, int64_t w, int64_t crop, int variant) {
     wboth wt;
     wboth_make(&wt, MOLD_BF16, c, c * 9, 1, NULL);
     float *xh = host_rand(c * h * w), *bh = host_rand(c);
     cv_ctx ctx = {G->i->alloc(G, (size_t)c * h * w * 4), dev_upload(G, xh, c * h * w),
                   dev_upload(G, bh, c), c, h, w, &wt.wg};
+    mold_cuda_conv_set_variant(variant);
     double ms = time_ms(cv_run, &ctx, 3);
+    mold_cuda_conv_set_variant(0);
     float *yg = dev_download(G, ctx.y, c * h * w);
     float *xcrop = malloc((size_t)c * crop * crop * 4);
     for (int64_t ch = 0; ch < c; ch++)
@@ -307,8 +311,8 @@ static void check_conv(int64_t c, int64_t h, int64_t w, int64_t crop) {
             memcpy(b + (ch * inner + r) * inner, yr + (ch * crop + r) * crop, inner * 4);
         }
     char shape[64], rate[48];
-    snprintf(shape, sizeof shape, "%lld->%lld 3x3 %lldx%lld", (long long)c, (long long)c,
-             (long long)h, (long long)w);
+    snprintf(shape, sizeof shape, "%lld->%lld 3x3 %lldx%lld [%s]", (long long)c, (long long)c,
+             (long long)h, (long long)w, variant ? "TN" : "NN");
     snprintf(rate, sizeof rate, "%.0f TFLOP/s %.0f Mpx/s", 2.0 * c * c * 9 * h * w / (ms * 1e-3) / 1e12,
              h * w / (ms * 1e-3) / 1e6);
     row("conv2d", shape, ms, rate, rel_err(a, b, ni), 1e-2);
@@ -413,7 +417,10 @@ int main(int argc, char **argv) {
     check_matmul(MOLD_Q8_0, S_IMG, D, F, 64);
     for (int v = 0; v < 4; v++) check_attention(S, 24, 128, 20, 0, v);
     check_attention(S, 24, 128, 20, 1, 0);
-    check_conv(96, 1328, 1328, 96);
+    check_conv(96, 1328, 1328, 96, 0);
+    check_conv(96, 1328, 1328, 96, 1);
+    check_conv(384, 166, 166, 64, 0); /* decoder at latent resolution */
+    check_conv(384, 166, 166, 64, 1);
     check_ew(0, "layer_norm_modulate", S_IMG, D, 8);
     check_ew(1, "gelu_tanh", S_IMG, F, 8);
     check_ew(2, "gated_add", S_IMG, D, 12);

@@ -31,6 +31,10 @@
 
 /* attention.cu: forces the GEMM attention path (compares both paths). */
 void mold_cuda_attention_force_gemm(int on);
+/* attention.cu: flash kernel variant (0 default flash2, 1 first kernel, ...). */
+void mold_cuda_attention_set_variant(int v);
+/* conv.cu: conv2d variant (0 default, 1 K-contiguous columns). */
+void mold_cuda_conv_set_variant(int v);
 
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-5
@@ -332,6 +336,16 @@ static void test_attention(void **state) {
     check_attention(300, 300, 1, 1, 384, 0, 0, 0);   /* VAE mid attention head dim */
     check_attention(20, 10, 2, 2, 64, 0, 1, 0);      /* sq > skv causal: first rows see nothing */
     check_attention(20, 10, 2, 2, 64, 0, 1, 1);
+    /* the other flash kernels (benchmark variants, kept as fallbacks) */
+    for (int v = 1; v <= 3; v++) {
+        printf("  -- flash variant %d\n", v);
+        mold_cuda_attention_set_variant(v);
+        check_attention(130, 200, 2, 2, 128, 1, 0, 0);
+        check_attention(65, 65, 28, 4, 128, 1, 1, 0);
+        check_attention(100, 90, 2, 1, 16, 1, 0, 0);
+        check_attention(20, 10, 2, 2, 64, 0, 1, 0);
+        mold_cuda_attention_set_variant(0);
+    }
 }
 
 static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, int64_t d,
@@ -481,6 +495,10 @@ static void test_conv2d(void **state) {
     check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
     check_conv(MOLD_F32, 8, 16, 17, 33, 3, 1, 1);
     check_conv(MOLD_F16, 8, 16, 17, 33, 3, 1, 0);
+    mold_cuda_conv_set_variant(1); /* K-contiguous columns, "TN" GEMM */
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
+    mold_cuda_conv_set_variant(0);
 }
 
 static void test_upsample(void **state) {

@@ -2,6 +2,11 @@
  * attention.cu — flash attention (mma.sync bf16) and the GEMM fallback (see
  * attention.cuh).
  *
+ * Two flash kernels share the scheme below: flash2_kernel (the default: 4
+ * warps x 32 query rows, tiles of 32 keys, Q fragments re-read from shared
+ * memory) and flash_attn_kernel (the first version: 4 warps x 16 rows, tiles
+ * of 64 keys, Q fragments kept in registers), kept as a benchmark variant.
+ *
  * Flash kernel (FlashAttention-2 scheme, Dao 2023, Algorithm 1):
  *   block = 4 warps = 64 query rows of one head (16 rows per warp);
  *   for each tile of 64 keys: K, V tiles -> shared memory (bf16, rows padded
@@ -294,6 +299,187 @@ flash_attn_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
     }
 }
 
+/* Second generation (the default): each warp owns MT m16 row tiles
+ * (MT = 2: 32 query rows), so every K or V fragment read from shared memory
+ * feeds MT mma instructions; Q fragments are re-read from shared memory per
+ * k-step (ldmatrix) instead of living in registers, which frees the
+ * registers for the doubled accumulators. This halves the shared-memory
+ * traffic per mma of P V and cuts that of Q K^T by a quarter — the limit of
+ * the first kernel (256 bytes per 4096-FLOP mma, twice what the SM's shared
+ * memory delivers per clock) — as FlashAttention-2 does. */
+template <int D, int NW, int MT, int BK>
+__global__ void __launch_bounds__(NW * 32, 1)
+flash2_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+              const __nv_bfloat16 *v, int sq, int skv, int hq, int hkv, float scale_log2,
+              const float *key_valid, int causal) {
+    constexpr int NT = NW * 32, BQ = NW * 16 * MT, LD = D + FA_PAD;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem;    /* [BQ][LD] */
+    __nv_bfloat16 *Kbuf = Qs + BQ * LD;              /* [2][BK][LD], double-buffered */
+    __nv_bfloat16 *Vbuf = Kbuf + 2 * BK * LD;     /* [2][BK][LD] */
+    float *kbias = (float *)(Vbuf + 2 * BK * LD); /* [BK] 0 or -inf */
+
+    const int h = blockIdx.y, hk = h / (hq / hkv);
+    const int q0 = blockIdx.x * BQ;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t qstride = (int64_t)hq * D, kstride = (int64_t)hkv * D;
+    const int shift = skv - sq; /* causal: query i sees keys j <= i + shift */
+    int kv_end = skv;
+    if (causal) kv_end = max(0, min(skv, q0 + BQ + shift));
+    const int n_tiles = (kv_end + BK - 1) / BK;
+
+    if (n_tiles > 0) {
+        load_tile_async<D, NT>(Kbuf, k + (int64_t)hk * D, kstride, BK, min(BK, skv));
+        load_tile_async<D, NT>(Vbuf, v + (int64_t)hk * D, kstride, BK, min(BK, skv));
+        cp_async_commit();
+    }
+    load_tile<D, NT>(Qs, q + (int64_t)q0 * qstride + (int64_t)h * D, qstride, BQ,
+                     min(BQ, sq - q0));
+
+    float o[MT][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.0f;
+    float m[MT][2], l[MT][2];
+    int row_q[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+        row_q[mt][0] = q0 + (warp * MT + mt) * 16 + g;
+        row_q[mt][1] = row_q[mt][0] + 8;
+    }
+    /* ldmatrix row addresses: Q (a0..a3 of a 16x16 block), K (b0, b1 of two
+     * adjacent 8-key tiles), V (b0, b1 of two adjacent 8-dim tiles, .trans). */
+    const __nv_bfloat16 *qa = Qs + (warp * MT * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
+                              (lane >> 4) * 8;
+    const int k_off = ((lane & 7) + (lane >> 4) * 8) * LD + ((lane >> 3) & 1) * 8;
+    const int v_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+
+    for (int it = 0; it < n_tiles; it++) {
+        const int k0 = it * BK, n_valid = min(BK, skv - k0);
+        const __nv_bfloat16 *Ks = Kbuf + (it & 1) * BK * LD, *Vs = Vbuf + (it & 1) * BK * LD;
+        if (it + 1 < n_tiles) {
+            const int k1 = k0 + BK;
+            load_tile_async<D, NT>(Kbuf + ((it + 1) & 1) * BK * LD,
+                                   k + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, BK,
+                                   min(BK, skv - k1));
+            load_tile_async<D, NT>(Vbuf + ((it + 1) & 1) * BK * LD,
+                                   v + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, BK,
+                                   min(BK, skv - k1));
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        for (int j = threadIdx.x; j < BK; j += NT)
+            kbias[j] = (j < n_valid && (!key_valid || key_valid[k0 + j] != 0.0f)) ? 0.0f
+                                                                                 : -INFINITY;
+        __syncthreads(); /* copies, kbias (and, at it == 0, Qs) are visible */
+
+        /* S = Q K^T: MT x 16 rows by 64 keys. */
+        float s[MT][BK / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int j = 0; j < BK / 8; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) ldmatrix_x4(a[mt], qa + mt * 16 * LD + kk * 16);
+#pragma unroll
+            for (int j = 0; j < BK / 8; j += 2) {
+                uint32_t b[4];
+                ldmatrix_x4(b, Ks + j * 8 * LD + k_off + kk * 16);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16(s[mt][j], a[mt], b[0], b[1]);
+                    mma_bf16(s[mt][j + 1], a[mt], b[2], b[3]);
+                }
+            }
+        }
+
+        /* Scale to base 2, mask, online softmax per row. */
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            float mx[2] = {m[mt][0], m[mt][1]};
+#pragma unroll
+            for (int j = 0; j < BK / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    int col = j * 8 + 2 * t + (e & 1), r = e >> 1;
+                    float val = s[mt][j][e] * scale_log2 + kbias[col];
+                    if (causal && k0 + col > row_q[mt][r] + shift) val = -INFINITY;
+                    s[mt][j][e] = val;
+                    mx[r] = fmaxf(mx[r], val);
+                }
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                float ref = mx[r] == -INFINITY ? 0.0f : mx[r];
+                float alpha = exp2f(m[mt][r] - ref); /* 0 when m was -inf */
+                m[mt][r] = mx[r];
+                l[mt][r] *= alpha;
+#pragma unroll
+                for (int j = 0; j < D / 8; j++) {
+                    o[mt][j][2 * r] *= alpha;
+                    o[mt][j][2 * r + 1] *= alpha;
+                }
+#pragma unroll
+                for (int j = 0; j < BK / 8; j++) { /* s becomes p */
+                    float p0 = exp2f(s[mt][j][2 * r] - ref), p1 = exp2f(s[mt][j][2 * r + 1] - ref);
+                    s[mt][j][2 * r] = p0;
+                    s[mt][j][2 * r + 1] = p1;
+                    l[mt][r] += p0 + p1;
+                }
+            }
+        }
+
+        /* O += P V (P as bf16 A fragments straight from the S accumulators). */
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int jd = 0; jd < D / 8; jd += 2) {
+                uint32_t b[4];
+                ldmatrix_x4_trans(b, Vs + kk * 16 * LD + v_off + jd * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16(o[mt][jd], pa[mt], b[0], b[1]);
+                    mma_bf16(o[mt][jd + 1], pa[mt], b[2], b[3]);
+                }
+            }
+        }
+        __syncthreads(); /* buffer it & 1 and kbias are refilled next */
+    }
+
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            if (row_q[mt][r] >= sq) continue;
+            float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+            float *orow = out + (int64_t)row_q[mt][r] * qstride + (int64_t)h * D + 2 * t;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                *(float2 *)(orow + j * 8) =
+                    make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+        }
+}
+
 /* ==================================================================== */
 /* ---- CUDA kernels: GEMM path softmax ---- */
 /* ==================================================================== */
@@ -362,6 +548,24 @@ static cudaError_t launch_flash(float *out, const __nv_bfloat16 *q, const __nv_b
     return cudaGetLastError();
 }
 
+template <int D, int NW, int MT, int BK = 32>
+static cudaError_t launch_flash2(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                 const __nv_bfloat16 *v, int64_t sq, int64_t skv, int64_t hq,
+                                 int64_t hkv, float scale, const float *key_valid, bool causal,
+                                 cudaStream_t stream) {
+    constexpr int BQ = NW * 16 * MT;
+    size_t smem = (size_t)(BQ + 4 * BK) * (D + FA_PAD) * 2 + BK * sizeof(float);
+    cudaError_t e = cudaFuncSetAttribute(flash2_kernel<D, NW, MT, BK>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((sq + BQ - 1) / BQ), (unsigned)hq);
+    const float log2e = 1.4426950408889634f;
+    flash2_kernel<D, NW, MT, BK><<<grid, NW * 32, smem, stream>>>(
+        out, q, k, v, (int)sq, (int)skv, (int)hq, (int)hkv, scale * log2e, key_valid,
+        causal ? 1 : 0);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16 *q,
                                                  const __nv_bfloat16 *k,
                                                  const __nv_bfloat16 *v, int64_t sq,
@@ -370,21 +574,35 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
                                                  bool causal, cudaStream_t stream) {
     if (sq <= 0) return cudaSuccess;
 #define ARGS out, q, k, v, sq, skv, hq, hkv, scale, key_valid, causal, stream
-    if (d == 128) switch (g_fa_variant) { /* benchmark variants (cuda_check) */
-        case 1: return launch_flash<128, 4, 2, false>(ARGS);
-        case 2: return launch_flash<128, 8, 1, false>(ARGS);
-        case 3: return launch_flash<128, 8, 1, true>(ARGS);
-        default: return launch_flash<128, 4, 2, true>(ARGS);
-        }
-    switch (d) {
+    /* Variant 0 (default): flash2, 4 warps x 32 rows. The others are kept for
+     * cuda_check's comparison: 1 = first kernel (4 warps x 16 rows, Q in
+     * registers), 2 = flash2 with 8 warps, 3 = flash2 with 16 rows per warp. */
+    switch (g_fa_variant) {
+    case 1:
+        switch (d) {
 #define CASE(D) \
     case D: return launch_flash<D, 4, 2, true>(ARGS);
-        CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112)
+            CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112) CASE(128)
 #undef CASE
-#undef ARGS
+        default: return cudaErrorInvalidValue;
+        }
+    case 2:
+        if (d == 128) return launch_flash2<128, 8, 2>(ARGS);
+        break;
+    case 3:
+        if (d == 128) return launch_flash2<128, 4, 1>(ARGS);
+        break;
     default:
-        return cudaErrorInvalidValue;
+        break;
     }
+    switch (d) {
+#define CASE(D) \
+    case D: return launch_flash2<D, 4, 2>(ARGS);
+        CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112) CASE(128)
+#undef CASE
+    default: return cudaErrorInvalidValue;
+    }
+#undef ARGS
 }
 
 /* ==================================================================== */

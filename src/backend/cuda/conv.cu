@@ -21,6 +21,10 @@
 
 #define CONV_COL_BYTES ((size_t)256 << 20) /* col chunk budget */
 
+static int g_conv_variant; /* benchmark hook: 1 = K-contiguous columns, "TN" GEMM */
+
+extern "C" void mold_cuda_conv_set_variant(int v) { g_conv_variant = v; }
+
 /* ==================================================================== */
 /* ---- CUDA kernels ---- */
 /* ==================================================================== */
@@ -44,6 +48,25 @@ __global__ void im2col_kernel(__nv_bfloat16 *col, const float *x, int c_in, int 
             float v = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xc[iy * w + ix] : 0.0f;
             dst[pl] = __float2bfloat16_rn(v);
         }
+    }
+}
+
+/* Transposed layout colT[p - p0, k] (K contiguous per pixel) for the "TN"
+ * GEMM variant: consecutive threads walk k (writes coalesced; the reads of
+ * the 9 taps of a channel hit the same few cache lines). */
+__global__ void im2col_t_kernel(__nv_bfloat16 *colT, const float *x, int c_in, int h, int w,
+                                int kh, int kw, int pad, int w_out, int p0, int n_p) {
+    const int khw = kh * kw, K = c_in * khw;
+    const int64_t n = (int64_t)n_p * K;
+    for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < n;
+         t += (int64_t)gridDim.x * blockDim.x) {
+        const int pl = (int)(t / K), kidx = (int)(t - (int64_t)pl * K);
+        const int ci = kidx / khw, r = kidx - ci * khw, ky = r / kw, kx = r - ky * kw;
+        const int p = p0 + pl, oy = p / w_out, ox = p - oy * w_out;
+        const int iy = oy + ky - pad, ix = ox + kx - pad;
+        float v = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[((int64_t)ci * h + iy) * w + ix]
+                                                            : 0.0f;
+        colT[t] = __float2bfloat16_rn(v);
     }
 }
 
@@ -135,6 +158,17 @@ extern "C" mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const flo
     }
     for (int64_t p0 = 0; p0 < P; p0 += chunk) {
         int64_t n_p = P - p0 < chunk ? P - p0 : chunk;
+        if (g_conv_variant == 1) {
+            int64_t n = n_p * K;
+            im2col_t_kernel<<<cuda_blocks(n, 256), 256, 0, cb->stream>>>(
+                col, x, (int)c_in, (int)h, (int)w, (int)kh, (int)kw, (int)pad, (int)w_out,
+                (int)p0, (int)n_p);
+            MOLD_CUDA_LAUNCH_CHECK(cb);
+            /* Y^T (P x c_out) = colT (stored K x n_p, transposed) * W^T */
+            MOLD_TRY(mold_cuda_gemm(cb, 1, n_p, c_out, K, 1.0f, col, K, wdata, K, CUDA_R_16BF,
+                                    y + p0, P, NULL));
+            continue;
+        }
         MOLD_CUDA_CHECK(cb, mold_cuda_im2col_bf16(col, x, c_in, h, w, kh, kw, pad, p0, n_p,
                                                   cb->stream));
         MOLD_TRY(mold_cuda_gemm(cb, 0, n_p, c_out, K, 1.0f, col, n_p, wdata, K, CUDA_R_16BF,

@@ -17,6 +17,9 @@ cudaError_t mold_cuda_im2col_bf16(__nv_bfloat16 *col, const float *x, int64_t c_
 cudaError_t mold_cuda_upsample2x(float *y, const float *x, int64_t c, int64_t h, int64_t w,
                                  cudaStream_t stream);
 
+/* Benchmark hook: 0 = im2col [K, P] + "NN" GEMM (default), 1 = [P, K] + "TN". */
+void mold_cuda_conv_set_variant(int v);
+
 mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const float *x, int64_t c_in,
                                 int64_t h, int64_t w, const mold_weight *wt, int64_t kh,
                                 int64_t kw, int64_t pad, const float *bias);
