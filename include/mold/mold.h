@@ -39,13 +39,20 @@ typedef struct mold_engine_options {
     mold_device device;
     int n_threads;                /* CPU threads; <= 0: all cores */
     int cuda_device;
+    uint64_t memory_budget;       /* 0: plan with the memory the device reports;
+                                     else plan as if the compute device (RAM on
+                                     CPU) had exactly this many bytes for mold,
+                                     with no extra headroom */
+    bool keep_resident;           /* servers, batches: prefer plans that keep the
+                                     weights loaded for the next request */
 } mold_engine_options;
 
 typedef struct mold_engine mold_engine;
 
 mold_engine_options mold_engine_options_default(void);
-/* Opens the model: validates configs and maps the weight files. Models are
- * loaded on first use and stay resident until mold_engine_close(). */
+/* Opens the model: validates configs and maps the weight files. Each
+ * request's plan loads the models it needs and frees those that do not fit
+ * beside the next stage; the rest stay resident until mold_engine_close(). */
 mold_result_code mold_engine_open(const mold_engine_options *opt, mold_engine **out);
 void mold_engine_close(mold_engine *e); /* NULL ok */
 /* The last error of the calling thread, human readable. */
@@ -67,6 +74,8 @@ typedef struct mold_request {
     const char *noise_path;       /* nullable: safetensors with noise_packed [1, N, 64] */
     const char *dump_dir;         /* nullable: writes DIR/trace.safetensors */
     int vae_tile;                 /* 0: decide from memory; else tile size in latent px */
+    int cfg_batch;                /* 0: decide from memory; 1: cond and uncond as two
+                                     transformer passes; 2: one pass of both */
 } mold_request;
 
 mold_request mold_request_default(void); /* 1328x1328, 50 steps, guidance 4, seed 0 */

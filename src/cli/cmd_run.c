@@ -5,7 +5,7 @@
  *            [--guidance G] [--seed S] [--batch K] [-o FILE|-] [--no-metadata]
  *            [--noise FILE] [--dump DIR] [--threads N] [--device cpu|cuda]
  *            [--transformer P] [--text-encoder P] [--vae P] [--tokenizer P]
- *            [--vae-tile T]
+ *            [--vae-tile T] [--cfg-batch 1|2] [--memory-budget SIZE]
  *
  * MODEL defaults to $MOLD_MODEL. The seed is random when not given and is
  * always printed. Progress goes to stderr (a bar on a terminal, plain lines
@@ -50,7 +50,10 @@ static void usage(FILE *f) {
             "  --device cpu|cuda        compute device (default cpu)\n"
             "  --transformer P, --text-encoder P, --vae P, --tokenizer P\n"
             "                           component overrides (safetensors, index, dir or .gguf)\n"
-            "  --vae-tile T             decode in tiles of T latent pixels (0 = whole image)\n");
+            "  --vae-tile T             decode in tiles of T latent pixels (default: planned)\n"
+            "  --cfg-batch 1|2          CFG as two transformer passes or one batch of two\n"
+            "                           (default: planned from memory)\n"
+            "  --memory-budget SIZE     plan as if the device had SIZE bytes (K/M/G suffixes)\n");
 }
 
 /* Strict integer parse; the message names the option. */
@@ -76,6 +79,26 @@ static int parse_float(const char *opt, const char *s, float *out) {
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* "24G", "512M", "1000000": bytes with an optional binary K/M/G/T suffix. */
+static int parse_size(const char *opt, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    int shift = 0;
+    if (end != s && *end) {
+        shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+              : *end == 'G' || *end == 'g' ? 30 : *end == 'T' || *end == 't' ? 40 : -1;
+        if (shift >= 0) end++;
+    }
+    if (errno || end == s || *end || shift < 0 || !(v > 0) || v * (double)(1ull << shift) > 1e15) {
+        fprintf(stderr, "mold run: %s: expected a size like 24G, 512M or a byte count, got '%s'\n",
+                opt, s);
+        return -1;
+    }
+    *out = (uint64_t)(v * (double)(1ull << shift));
     return 0;
 }
 
@@ -175,6 +198,13 @@ static int parse_args(int argc, char **argv, run_args *a) {
             NEED_VALUE();
             if (parse_int(o, v, 0, 4096, &iv)) return 2;
             a->req.vae_tile = (int)iv;
+        } else if (!strcmp(o, "--cfg-batch")) {
+            NEED_VALUE();
+            if (parse_int(o, v, 1, 2, &iv)) return 2;
+            a->req.cfg_batch = (int)iv;
+        } else if (!strcmp(o, "--memory-budget")) {
+            NEED_VALUE();
+            if (parse_size(o, v, &a->eo.memory_budget)) return 2;
         } else if (o[0] == '-' && o[1] != 0) {
             fprintf(stderr, "mold run: unknown option '%s' (mold run --help)\n", o);
             return 2;
@@ -267,6 +297,7 @@ int mold_cmd_run(int argc, char **argv) {
         fprintf(stderr, "mold run: -o -: stdout holds one image; use --batch 1\n");
         return 2;
     }
+    a.eo.keep_resident = a.batch > 1; /* the next image needs the same weights */
     mold_engine *e;
     if (mold_engine_open(&a.eo, &e) != 0) return mold_cli_fail("run");
     progress_state ps = {isatty(STDERR_FILENO) != 0, 0, a.batch};

@@ -109,6 +109,7 @@ void mold_engine_close(mold_engine *e) {
     mold_container_close(&e->c_vae);
     mold_container_close(&e->c_dit);
     mold_container_close(&e->c_text);
+    mold_backend_free(e->be_host);
     mold_backend_free(e->be);
     mold_modeldir_close(&e->md);
     free(e->name);
@@ -163,9 +164,8 @@ mold_status mold_engine_need_tokenizer(mold_engine *e) {
     return st;
 }
 
-mold_status mold_engine_need_text(mold_engine *e) {
-    if (e->te) return MOLD_OK;
-    double t0 = mold_now_ms();
+mold_status mold_engine_open_text(mold_engine *e) {
+    if (e->text_open) return MOLD_OK;
     mold_status st = open_text_container(e);
     /* A GGUF text encoder carries its own hyper-parameters; they become the
      * engine's effective text config (md.text is what generate.c reads). */
@@ -175,22 +175,38 @@ mold_status mold_engine_need_text(mold_engine *e) {
     } else if (st == MOLD_OK && !e->md.has_text) {
         st = MOLD_ERR(MOLD_E_NOTFOUND, "text_encoder: no config.json (give a model directory)");
     }
-    if (st == MOLD_OK) st = mold_text_encoder_load(e->be, &e->md.text, &e->c_text.src, &e->te);
     if (st != MOLD_OK) {
         mold_container_close(&e->c_text);
         return st;
     }
-    e->n_loads_text++;
-    MOLD_LOGI("loaded text encoder in %.0f ms", mold_now_ms() - t0);
+    e->text_open = true;
     return MOLD_OK;
 }
 
-mold_status mold_engine_need_dit(mold_engine *e) {
-    if (e->dit) return MOLD_OK;
+mold_status mold_engine_need_text_at(mold_engine *e, bool host) {
+    if (e->te && e->te_on_host == host) return MOLD_OK;
+    mold_engine_unload_text(e);
+    double t0 = mold_now_ms();
+    MOLD_TRY(mold_engine_open_text(e));
+    if (host && !e->be_host) MOLD_TRY(mold_backend_cpu_create(e->opt.n_threads, &e->be_host));
+    MOLD_TRY(mold_text_encoder_load(host ? e->be_host : e->be, &e->md.text, &e->c_text.src,
+                                    &e->te));
+    e->te_on_host = host;
+    e->n_loads_text++;
+    MOLD_LOGI("loaded text encoder%s in %.0f ms", host ? " on the host CPU" : "",
+              mold_now_ms() - t0);
+    return MOLD_OK;
+}
+
+mold_status mold_engine_need_text(mold_engine *e) {
+    return mold_engine_need_text_at(e, e->te ? e->te_on_host : false);
+}
+
+mold_status mold_engine_open_dit(mold_engine *e) {
+    if (e->dit_open) return MOLD_OK;
     char *path;
     MOLD_TRY(component_path(e, e->opt.transformer_path, e->md.transformer_dir, "transformer",
                             &path));
-    double t0 = mold_now_ms();
     mold_status st = mold_container_open(path, &e->c_dit);
     free(path);
     /* GGUF transformers store no config: without config.json derive it from
@@ -201,11 +217,19 @@ mold_status mold_engine_need_dit(mold_engine *e) {
     } else if (st == MOLD_OK && !e->md.has_dit) {
         st = MOLD_ERR(MOLD_E_NOTFOUND, "transformer: no config.json (give a model directory)");
     }
-    if (st == MOLD_OK) st = mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit);
     if (st != MOLD_OK) {
         mold_container_close(&e->c_dit);
         return st;
     }
+    e->dit_open = true;
+    return MOLD_OK;
+}
+
+mold_status mold_engine_need_dit(mold_engine *e) {
+    if (e->dit) return MOLD_OK;
+    double t0 = mold_now_ms();
+    MOLD_TRY(mold_engine_open_dit(e));
+    MOLD_TRY(mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit));
     e->n_loads_dit++;
     MOLD_LOGI("loaded transformer in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
@@ -222,11 +246,10 @@ static char *config_next_to(const char *path) {
     return cfg;
 }
 
-mold_status mold_engine_need_vae(mold_engine *e) {
-    if (e->vae) return MOLD_OK;
+mold_status mold_engine_open_vae(mold_engine *e) {
+    if (e->vae_open) return MOLD_OK;
     char *path;
     MOLD_TRY(component_path(e, e->opt.vae_path, e->md.vae_dir, "vae", &path));
-    double t0 = mold_now_ms();
     mold_status st = mold_container_open(path, &e->c_vae);
     /* --vae on its own: its config.json sits in the directory given (or the
      * file's directory), as in a diffusers vae/ folder */
@@ -244,12 +267,46 @@ mold_status mold_engine_need_vae(mold_engine *e) {
         free(cfg);
     }
     free(path);
-    if (st == MOLD_OK) st = mold_vae_load(e->be, &e->md.vae, &e->c_vae.src, &e->vae);
     if (st != MOLD_OK) {
         mold_container_close(&e->c_vae);
         return st;
     }
+    e->vae_open = true;
+    return MOLD_OK;
+}
+
+mold_status mold_engine_need_vae(mold_engine *e) {
+    if (e->vae) return MOLD_OK;
+    double t0 = mold_now_ms();
+    MOLD_TRY(mold_engine_open_vae(e));
+    MOLD_TRY(mold_vae_load(e->be, &e->md.vae, &e->c_vae.src, &e->vae));
     e->n_loads_vae++;
     MOLD_LOGI("loaded VAE in %.0f ms", mold_now_ms() - t0);
     return MOLD_OK;
+}
+
+/* ---- unloading (the plan frees weights between stages) ---- */
+
+void mold_engine_unload_text(mold_engine *e) {
+    if (!e->te) return;
+    mold_text_encoder_free(e->te);
+    e->te = NULL;
+    e->n_unloads_text++;
+    MOLD_LOGI("unloaded text encoder%s", e->te_on_host ? " (host)" : "");
+}
+
+void mold_engine_unload_dit(mold_engine *e) {
+    if (!e->dit) return;
+    mold_dit_free(e->dit);
+    e->dit = NULL;
+    e->n_unloads_dit++;
+    MOLD_LOGI("unloaded transformer");
+}
+
+void mold_engine_unload_vae(mold_engine *e) {
+    if (!e->vae) return;
+    mold_vae_free(e->vae);
+    e->vae = NULL;
+    e->n_unloads_vae++;
+    MOLD_LOGI("unloaded VAE");
 }

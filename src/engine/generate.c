@@ -7,11 +7,14 @@
  *   2. initial latents: Philox noise in the unpacked [16, h/8, w/8] order,
  *      packed to [N, 64] (or taken from --noise);
  *   3. sigmas from the flow-match schedule; per step the DiT predicts the
- *      velocity for the conditional and unconditional text (one batch of two),
- *      true CFG with per-token norm rescale, Euler update in f32; a NaN/Inf
- *      guard after every step;
- *   4. unpack, de-normalise with the VAE's latents_mean/std, decode, and
- *      convert to uint8 as diffusers' image processor does.
+ *      velocity for the conditional and unconditional text (one batch of two,
+ *      or two forwards of one when the plan says so), true CFG with per-token
+ *      norm rescale, Euler update in f32; a NaN/Inf guard after every step;
+ *   4. unpack, de-normalise with the VAE's latents_mean/std, decode (whole or
+ *      tiled, as planned), and convert to uint8 as diffusers' image processor
+ *      does.
+ * Before any work the planner (plan.h) decides batching, VAE tiling and which
+ * components are loaded in each stage; residency.c carries that out.
  * Every intermediate named in the reference fixture can be dumped (--dump).
  */
 #include <math.h>
@@ -66,6 +69,10 @@ mold_result_code mold_request_validate(const mold_request *r) {
     if (!(r->guidance >= 0.0f && r->guidance <= 100.0f))
         return MOLD_ERR(MOLD_E_INVALID, "guidance: expected 0..100, got %g", (double)r->guidance);
     if (r->vae_tile < 0) return MOLD_ERR(MOLD_E_INVALID, "vae_tile: expected >= 0, got %d", r->vae_tile);
+    if (r->cfg_batch < 0 || r->cfg_batch > 2 || (r->cfg_batch == 2 && !(r->guidance > 1.0f)))
+        return MOLD_ERR(MOLD_E_INVALID, "cfg_batch: expected 0, 1%s, got %d",
+                        r->guidance > 1.0f ? " or 2" : " (guidance <= 1 runs one pass)",
+                        r->cfg_batch);
     return MOLD_OK;
 }
 
@@ -85,6 +92,7 @@ typedef struct run_ctx {
     mold_trace *trace;     /* NULL unless --dump */
     int tok_h, tok_w, n_img;
     int hidden;            /* text hidden size == DiT joint_attention_dim */
+    mold_plan plan;        /* this request's decisions */
 } run_ctx;
 
 static void emit(run_ctx *c, mold_event_kind kind, const char *stage, int step, double ms) {
@@ -105,6 +113,9 @@ static mold_status encode_one(run_ctx *c, const char *prompt, const prompt_cache
         *out = hit;
         return MOLD_OK;
     }
+    /* the plan loaded the encoder for every miss it saw; this only guards a
+     * cache that lost an entry since */
+    if (!e->te) MOLD_TRY(mold_engine_need_text(e));
     int32_t *ids = NULL;
     size_t n_ids = 0;
     MOLD_TRY(mold_qwenimage_tokenize_prompt(e->tok, prompt, strlen(prompt), &ids, &n_ids));
@@ -193,8 +204,8 @@ static mold_status make_noise(run_ctx *c, float *x) {
 typedef struct denoise_bufs {
     float *x;     /* backend [n_img, 64]: the latent state */
     float *img2;  /* backend [batch, n_img, 64]: DiT input (x repeated) */
-    float *txt;   /* backend [batch, L, hidden]: cond (and uncond) text */
-    float *v;     /* backend [batch, n_img, 64]: velocity predictions */
+    float *txt;   /* backend [n_pass, L, hidden]: cond (and uncond) text */
+    float *v;     /* backend [n_pass, n_img, 64]: velocity predictions */
 } denoise_bufs;
 
 static void bufs_free(mold_backend *be, denoise_bufs *b) {
@@ -244,21 +255,27 @@ static mold_status trace_backend(run_ctx *c, const char *name, const float *src,
     return st;
 }
 
+/* n_pass: 2 with CFG (cond, uncond), else 1; batch: the plan's cfg_batch,
+ * 2 = both passes in one forward, 1 = one forward per pass over the same
+ * padded text rows (the same result, less workspace). */
 static mold_status denoise_step(run_ctx *c, denoise_bufs *b, int i, const float *sigmas,
-                                const float *timesteps, const int *txt_len, int L, int batch) {
+                                const float *timesteps, const int *txt_len, int L, int batch,
+                                int n_pass) {
     mold_backend *be = c->e->be;
     int64_t n = (int64_t)c->n_img * PACKED_DIM;
     for (int s = 0; s < batch; s++)
         MOLD_TRY(be->i->copy(be, b->img2 + s * n, b->x, (size_t)n * sizeof(float)));
     /* The reference feeds timestep / 1000 with timestep = 1000 * sigma in f32. */
     float sig[2] = {timesteps[i] / 1000.0f, timesteps[i] / 1000.0f};
-    MOLD_TRY(mold_dit_forward(c->e->dit, batch, b->img2, c->tok_h, c->tok_w, b->txt, txt_len, L,
-                              sig, b->v));
-    MOLD_TRY(check_finite(c, b->v, batch * n, "the transformer output", i));
+    for (int s = 0; s < n_pass; s += batch)
+        MOLD_TRY(mold_dit_forward(c->e->dit, batch, b->img2, c->tok_h, c->tok_w,
+                                  b->txt + (size_t)s * L * c->hidden, txt_len + s, L, sig,
+                                  b->v + s * n));
+    MOLD_TRY(check_finite(c, b->v, n_pass * n, "the transformer output", i));
     char name[64];
     snprintf(name, sizeof name, "noise_pred_cond_step%d", i);
     MOLD_TRY(trace_backend(c, name, b->v, c->n_img));
-    if (batch == 2) {
+    if (n_pass == 2) {
         snprintf(name, sizeof name, "noise_pred_uncond_step%d", i);
         MOLD_TRY(trace_backend(c, name, b->v + n, c->n_img));
         MOLD_TRY(be->i->cfg_combine(be, b->v, b->v, b->v + n, c->r->guidance, c->n_img,
@@ -276,7 +293,7 @@ static mold_status denoise(run_ctx *c, const prompt_cache_entry *pos,
     mold_engine *e = c->e;
     mold_backend *be = e->be;
     const mold_request *r = c->r;
-    int batch = neg ? 2 : 1;
+    int n_pass = neg ? 2 : 1, batch = c->plan.cfg_batch;
     int L = pos->len;
     if (neg && neg->len > L) L = neg->len;
     int txt_len[2] = {pos->len, neg ? neg->len : 0};
@@ -293,20 +310,21 @@ static mold_status denoise(run_ctx *c, const prompt_cache_entry *pos,
     if (st == MOLD_OK) {
         b.x = be->i->alloc(be, n * sizeof(float));
         b.img2 = be->i->alloc(be, (size_t)batch * n * sizeof(float));
-        b.v = be->i->alloc(be, (size_t)batch * n * sizeof(float));
-        b.txt = be->i->alloc(be, (size_t)batch * L * c->hidden * sizeof(float));
+        b.v = be->i->alloc(be, (size_t)n_pass * n * sizeof(float));
+        b.txt = be->i->alloc(be, (size_t)n_pass * L * c->hidden * sizeof(float));
         if (!b.x || !b.img2 || !b.v || !b.txt) st = MOLD_ERR(MOLD_E_NOMEM, "denoise: out of memory");
     }
     if (st == MOLD_OK) st = mold_dit_reserve(e->dit, batch, c->n_img, L);
     if (st == MOLD_OK) st = be->i->upload(be, b.x, x_host, n * sizeof(float));
     if (st == MOLD_OK) st = upload_text(c, pos, neg, L, b.txt);
     for (int i = 0; st == MOLD_OK && i < r->steps; i++) {
-        st = denoise_step(c, &b, i, sigmas, timesteps, txt_len, L, batch);
+        st = denoise_step(c, &b, i, sigmas, timesteps, txt_len, L, batch, n_pass);
         emit(c, MOLD_EV_STEP, "denoise", i + 1, 0);
     }
     if (st == MOLD_OK) st = be->i->download(be, x_host, b.x, n * sizeof(float));
     if (st == MOLD_OK) st = be->i->sync(be);
     bufs_free(be, &b);
+    mold_dit_release(e->dit); /* the weights stay; the workspace goes */
     free(sigmas);
     free(timesteps);
     return st;
@@ -347,8 +365,8 @@ static mold_status decode(run_ctx *c, const float *x, mold_result *out) {
     if (st == MOLD_OK) {
         unpack_latents(x, c->tok_h, c->tok_w, z);
         denormalise(&c->e->md.vae, z, (size_t)lh * lw);
-        mold_vae_tiling tiling = {r->vae_tile, r->vae_tile / 4};
-        st = mold_vae_decode(c->e->vae, z, lh, lw, r->vae_tile > 0 ? &tiling : NULL, img);
+        mold_vae_tiling tiling = {c->plan.vae_tile, c->plan.vae_overlap};
+        st = mold_vae_decode(c->e->vae, z, lh, lw, tiling.tile > 0 ? &tiling : NULL, img);
     }
     if (st == MOLD_OK) {
         to_u8(img, r->width, r->height, img_float, rgb);
@@ -372,17 +390,51 @@ static mold_status decode(run_ctx *c, const float *x, mold_result *out) {
 
 /* ---- the request ---- */
 
+/* Conditioning tokens of a prompt for the plan: a cache hit knows them;
+ * otherwise the prompt is tokenized (again in encode_one: cheap next to the
+ * encoder). *n_ids is the templated length to encode, 0 on a hit. */
+static mold_status prompt_tokens(run_ctx *c, const char *prompt, int *n_cond, int *n_ids) {
+    const prompt_cache_entry *hit = mold_prompt_cache_get(c->e, prompt);
+    if (hit) {
+        *n_cond = hit->len;
+        *n_ids = 0;
+        return MOLD_OK;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    MOLD_TRY(mold_qwenimage_tokenize_prompt(c->e->tok, prompt, strlen(prompt), &ids, &n));
+    free(ids);
+    int len = (int)n - MOLD_QWENIMAGE_DROP_TOKENS;
+    *n_cond = len < 1 ? 1 : (len > MOLD_QWENIMAGE_MAX_TOKENS ? MOLD_QWENIMAGE_MAX_TOKENS : len);
+    *n_ids = (int)n;
+    return MOLD_OK;
+}
+
+/* Makes this request's plan (plan.h) from its shape and token counts. */
+static mold_status plan_request(run_ctx *c) {
+    const mold_request *r = c->r;
+    bool cfg = r->guidance > 1.0f;
+    mold_plan_request pr = {.width = r->width, .height = r->height, .steps = r->steps,
+                            .cfg = cfg, .vae_tile = r->vae_tile, .cfg_batch = r->cfg_batch};
+    int ids_neg = 0;
+    if (cfg) MOLD_TRY(prompt_tokens(c, r->negative_prompt ? r->negative_prompt : " ",
+                                    &pr.n_txt_neg, &ids_neg));
+    MOLD_TRY(prompt_tokens(c, r->prompt, &pr.n_txt_pos, &pr.n_encode));
+    if (ids_neg > pr.n_encode) pr.n_encode = ids_neg;
+    return mold_engine_plan(c->e, &pr, &c->plan);
+}
+
+/* Tokenizer, plan, then what the plan loads before the first stage. */
 static mold_status stage_load(run_ctx *c) {
     mold_engine *e = c->e;
     MOLD_TRY(mold_engine_need_tokenizer(e));
-    MOLD_TRY(mold_engine_need_text(e));
-    MOLD_TRY(mold_engine_need_dit(e));
-    MOLD_TRY(mold_engine_need_vae(e));
+    MOLD_TRY(plan_request(c));
     c->hidden = e->md.text.hidden_size;
     if (e->md.dit.joint_attention_dim != c->hidden)
         return MOLD_ERR(MOLD_E_FORMAT, "transformer joint_attention_dim %d does not match the "
                         "text encoder hidden_size %d", e->md.dit.joint_attention_dim, c->hidden);
-    return MOLD_OK;
+    return mold_engine_enter_stage(e, &c->plan,
+                                   c->plan.encode ? MOLD_STAGE_ENCODE : MOLD_STAGE_DENOISE);
 }
 
 static mold_status run(run_ctx *c, mold_result *out) {
@@ -404,6 +456,7 @@ static mold_status run(run_ctx *c, mold_result *out) {
     if (cfg) neg = mold_prompt_cache_get(c->e, negative); /* re-fetch after insertion */
     MOLD_TRY(trace_prompt(c, pos, "prompt_ids", "prompt_embeds"));
     if (cfg) MOLD_TRY(trace_prompt(c, neg, "negative_ids", "negative_embeds"));
+    if (c->plan.encode) mold_engine_stage_done(c->e, &c->plan, MOLD_STAGE_ENCODE);
     out->times.encode_ms = mold_now_ms() - t0;
     emit(c, MOLD_EV_STAGE_DONE, "encode", 0, out->times.encode_ms);
 
@@ -412,21 +465,26 @@ static mold_status run(run_ctx *c, mold_result *out) {
     size_t n = (size_t)c->n_img * PACKED_DIM;
     float *x = malloc(n * sizeof(float));
     if (!x) return MOLD_ERR(MOLD_E_NOMEM, "latents: out of memory");
-    mold_status st = make_noise(c, x);
+    mold_status st = mold_engine_enter_stage(c->e, &c->plan, MOLD_STAGE_DENOISE);
+    if (st == MOLD_OK) st = make_noise(c, x);
     int64_t shape[3] = {1, c->n_img, PACKED_DIM};
     if (st == MOLD_OK) st = mold_trace_add(c->trace, "noise_packed", MOLD_F32, 3, shape, x);
     if (st == MOLD_OK) st = denoise(c, pos, neg, x);
+    if (st == MOLD_OK) mold_engine_stage_done(c->e, &c->plan, MOLD_STAGE_DENOISE);
     out->times.denoise_ms = mold_now_ms() - t0;
     if (st == MOLD_OK) emit(c, MOLD_EV_STAGE_DONE, "denoise", 0, out->times.denoise_ms);
 
     if (st == MOLD_OK) {
         t0 = mold_now_ms();
         emit(c, MOLD_EV_STAGE_START, "decode", 0, 0);
-        st = decode(c, x, out);
+        st = mold_engine_enter_stage(c->e, &c->plan, MOLD_STAGE_DECODE);
+        if (st == MOLD_OK) st = decode(c, x, out);
+        if (st == MOLD_OK) mold_engine_stage_done(c->e, &c->plan, MOLD_STAGE_DECODE);
         out->times.decode_ms = mold_now_ms() - t0;
         if (st == MOLD_OK) emit(c, MOLD_EV_STAGE_DONE, "decode", 0, out->times.decode_ms);
     }
     free(x);
+    if (st == MOLD_OK) mold_engine_leave(c->e, &c->plan);
     return st;
 }
 
@@ -434,7 +492,8 @@ mold_result_code mold_generate(mold_engine *e, const mold_request *r, mold_progr
                                void *ud, mold_result *out) {
     memset(out, 0, sizeof *out);
     MOLD_TRY(mold_request_validate(r));
-    run_ctx c = {e, r, progress, ud, NULL, r->height / 16, r->width / 16, 0, 0};
+    run_ctx c = {.e = e, .r = r, .progress = progress, .ud = ud, .tok_h = r->height / 16,
+                 .tok_w = r->width / 16};
     c.n_img = c.tok_h * c.tok_w;
     out->seed = r->seed;
     mold_status st = MOLD_OK;

@@ -389,6 +389,10 @@ static void free_workspace(mold_dit *d) {
     d->rope_h = d->rope_w = 0;
 }
 
+void mold_dit_release(mold_dit *d) {
+    if (d) free_workspace(d);
+}
+
 void mold_dit_free(mold_dit *d) {
     if (!d) return;
     mold_backend *be = d->be;

@@ -88,6 +88,11 @@ mold_status mold_dit_host_scratch_bytes(const mold_dit_config *cfg, int64_t n_im
  * mold_dit_workspace_bytes(). */
 mold_status mold_dit_reserve(mold_dit *dit, int batch, int64_t n_img, int64_t n_txt);
 
+/* Frees the workspace (and its host scratch) between requests, so the
+ * weights alone stay resident; the next reserve or forward allocates anew.
+ * NULL ok. */
+void mold_dit_release(mold_dit *dit);
+
 /* One transformer evaluation (velocity prediction) for `batch` samples.
  *   img     backend [batch, tok_h*tok_w, in_channels] packed latents
  *   txt     backend [batch, n_txt, joint_attention_dim] text embeddings,
