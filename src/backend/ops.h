@@ -170,6 +170,14 @@ typedef struct mold_backend_i {
      * (or the last reset), and the device's free/total (0 when unknown). */
     mold_status (*memory_stats)(mold_backend *be, uint64_t *in_use, uint64_t *peak,
                                 uint64_t *dev_free, uint64_t *dev_total);
+    /* (optional) How later weight_upload() calls hold matrices. MOLD_BF16:
+     * block-format (and f16) weights are dequantized once, on the backend,
+     * into a bf16 weight (out->dtype == MOLD_BF16) with the same kernels
+     * matmul would use per call, so results do not change while the
+     * per-call dequantization disappears (costs the bf16 bytes: the planner
+     * decides). MOLD_DTYPE_INVALID: as stored (the default). f32 and bf16
+     * weights are unaffected. Other values: MOLD_E_INVALID. */
+    mold_status (*set_weight_hold)(mold_backend *be, mold_dtype hold);
 } mold_backend_i;
 
 /* Every backend instance starts with this header. */

@@ -183,18 +183,33 @@ mold_status mold_engine_open_text(mold_engine *e) {
     return MOLD_OK;
 }
 
+/* The plan's bf16 hold (residency.c sets hold_want) is set on the device
+ * backend for one load and reset after; true when it was set. */
+static bool hold_begin(mold_engine *e, mold_plan_comp c, bool host) {
+    if (host || e->hold_want[c] != MOLD_HOLD_BF16 || !e->be->i->set_weight_hold) return false;
+    return e->be->i->set_weight_hold(e->be, MOLD_BF16) == MOLD_OK;
+}
+
+static void hold_end(mold_engine *e, mold_plan_comp c, bool held, mold_status st) {
+    if (held) e->be->i->set_weight_hold(e->be, MOLD_DTYPE_INVALID);
+    e->hold_loaded[c] = held && st == MOLD_OK ? MOLD_HOLD_BF16 : MOLD_HOLD_STORED;
+}
+
 mold_status mold_engine_need_text_at(mold_engine *e, bool host) {
     if (e->te && e->te_on_host == host) return MOLD_OK;
     mold_engine_unload_text(e);
     double t0 = mold_now_ms();
     MOLD_TRY(mold_engine_open_text(e));
     if (host && !e->be_host) MOLD_TRY(mold_backend_cpu_create(e->opt.n_threads, &e->be_host));
-    MOLD_TRY(mold_text_encoder_load(host ? e->be_host : e->be, &e->md.text, &e->c_text.src,
-                                    &e->te));
+    bool held = hold_begin(e, MOLD_COMP_TEXT, host);
+    mold_status st = mold_text_encoder_load(host ? e->be_host : e->be, &e->md.text,
+                                            &e->c_text.src, &e->te);
+    hold_end(e, MOLD_COMP_TEXT, held, st);
+    MOLD_TRY(st);
     e->te_on_host = host;
     e->n_loads_text++;
-    MOLD_LOGI("loaded text encoder%s in %.0f ms", host ? " on the host CPU" : "",
-              mold_now_ms() - t0);
+    MOLD_LOGI("loaded text encoder%s%s in %.0f ms", host ? " on the host CPU" : "",
+              held ? " (matrices held as bf16)" : "", mold_now_ms() - t0);
     return MOLD_OK;
 }
 
@@ -229,9 +244,13 @@ mold_status mold_engine_need_dit(mold_engine *e) {
     if (e->dit) return MOLD_OK;
     double t0 = mold_now_ms();
     MOLD_TRY(mold_engine_open_dit(e));
-    MOLD_TRY(mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit));
+    bool held = hold_begin(e, MOLD_COMP_DIT, false);
+    mold_status st = mold_dit_load(e->be, &e->md.dit, &e->c_dit.src, &e->dit);
+    hold_end(e, MOLD_COMP_DIT, held, st);
+    MOLD_TRY(st);
     e->n_loads_dit++;
-    MOLD_LOGI("loaded transformer in %.0f ms", mold_now_ms() - t0);
+    MOLD_LOGI("loaded transformer%s in %.0f ms", held ? " (matrices held as bf16)" : "",
+              mold_now_ms() - t0);
     return MOLD_OK;
 }
 

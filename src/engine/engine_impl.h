@@ -65,6 +65,8 @@ struct mold_engine {
     int n_unloads_dit, n_unloads_text, n_unloads_vae;
     uint64_t plan_base_in_use;  /* device bytes in use at the last plan that were
                                    not ours (for the measured-vs-predicted log) */
+    mold_plan_hold hold_want[MOLD_COMP_COUNT];   /* hold for the next load (plan) */
+    mold_plan_hold hold_loaded[MOLD_COMP_COUNT]; /* hold of what is loaded now */
 
     prompt_cache_entry cache[PROMPT_CACHE_SLOTS];
     uint64_t cache_clock;

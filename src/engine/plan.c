@@ -31,6 +31,15 @@
  * encoder before the transformer loads, while a server prefers the text
  * encoder on the host to reloading it on every new prompt.
  *
+ * bf16 holds (CUDA). Block-format matrices cost a dequantization into bf16
+ * scratch on every matmul (at the text encoder's 66-162 rows it dominates).
+ * The cheapest candidate found with matrices as stored is then re-evaluated
+ * with bf16 holds (facts.w[c].bytes_bf16), in the order transformer + text
+ * encoder, transformer, text encoder, against the budget less
+ * policy.hold_margin_bytes; the first that fits at no higher cost (a holding
+ * that forces a smaller VAE tile is refused) is taken. A resident component
+ * keeps the hold it was loaded with.
+ *
  * Backend scratch (CUDA). Besides the models' workspaces, the CUDA backend
  * grows one scratch buffer for per-op temporaries and never shrinks it
  * (src/backend/cuda/cuda_backend.cu mold_cuda_scratch: size + 1/8). The
@@ -80,6 +89,7 @@ mold_plan_policy mold_plan_policy_default(void) {
     p.host_headroom_frac = 0.02;
     p.allow_host_text = true;
     p.min_vae_tile = 32;
+    p.hold_margin_bytes = 4096 * MIB;
     return p;
 }
 
@@ -149,6 +159,7 @@ typedef struct ctx {
     uint64_t budget, host_budget;
     uint64_t dev_free, dev_resident, dev_headroom; /* for messages */
     uint64_t host_free, host_headroom;
+    unsigned hold;       /* bit c: hold component c's matrices as bf16 */
 } ctx;
 
 static mold_status encode_demand(ctx *x) {
@@ -306,9 +317,14 @@ static void cand_components(const ctx *x, const cand *c, mold_plan *p) {
         memset(pc, 0, sizeof *pc);
         pc->used = i != MOLD_COMP_TEXT || x->encode;
         pc->place = host[i] ? MOLD_PLACE_HOST : MOLD_PLACE_DEVICE;
-        pc->hold = MOLD_HOLD_STORED;
+        pc->hold = x->f->w[i].resident ? x->f->w[i].hold : MOLD_HOLD_STORED;
         pc->matrix_dtype = x->f->w[i].matrix_dtype;
         pc->weight_bytes = x->f->w[i].bytes;
+        if ((x->hold >> i & 1u) && !x->f->w[i].resident && !host[i] &&
+            x->f->w[i].bytes_bf16 > 0) {
+            pc->hold = MOLD_HOLD_BF16;
+            pc->weight_bytes = x->f->w[i].bytes_bf16;
+        }
         for (int s = 0; s < MOLD_STAGE_COUNT; s++) pc->live[s] = live[i][s];
         pc->keep = live[i][MOLD_STAGE_DECODE];
     }
@@ -541,6 +557,31 @@ static mold_status no_fit(const ctx *x, const miss *m) {
                     gib(hr), gib(m->short_by), (unsigned long long)m->short_by);
 }
 
+/* Upgrades the chosen plan to bf16 holds where they fit (see the header). */
+static void choose_holds(const ctx *x, const cand *c, mold_plan *out) {
+    static const unsigned tries[] = {1u << MOLD_COMP_TEXT | 1u << MOLD_COMP_DIT,
+                                     1u << MOLD_COMP_DIT, 1u << MOLD_COMP_TEXT};
+    if (!x->cuda) return;
+    ctx xh = *x;
+    xh.budget = sat_sub(x->budget, x->pol->hold_margin_bytes);
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        bool any = false;
+        for (int comp = 0; comp < MOLD_COMP_COUNT; comp++)
+            if ((tries[i] >> comp & 1u) && !x->f->w[comp].resident &&
+                x->f->w[comp].bytes_bf16 > 0 && out->comp[comp].used)
+                any = true;
+        if (!any) continue;
+        xh.hold = tries[i];
+        mold_plan p;
+        miss m = {0};
+        if (cand_eval(&xh, c, &p, &m) && p.cost <= out->cost) {
+            p.budget = x->budget;
+            *out = p;
+            return;
+        }
+    }
+}
+
 mold_status mold_plan_make(const mold_plan_request *req, const mold_model_facts *facts,
                            const mold_device_snapshot *dev, const mold_plan_policy *policy,
                            mold_plan *out) {
@@ -550,6 +591,7 @@ mold_status mold_plan_make(const mold_plan_request *req, const mold_model_facts 
     bool found = false;
     miss best_miss = {.short_by = UINT64_MAX};
     mold_plan p;
+    cand best = {TE_KEEP, DIT_ALL, VAE_ALL, 1};
     for (int b = req->cfg ? 2 : 1; b >= 1; b--)
         for (int te = 0; te < TE_N; te++)
             for (int dt = 0; dt < DIT_N; dt++)
@@ -558,13 +600,16 @@ mold_status mold_plan_make(const mold_plan_request *req, const mold_model_facts 
                     if (!cand_valid(&x, &c)) continue;
                     miss m = {0};
                     if (cand_eval(&x, &c, &p, &m)) {
-                        if (!found || p.cost < out->cost) *out = p;
+                        if (!found || p.cost < out->cost) *out = p, best = c;
                         found = true;
                     } else if (m.short_by < best_miss.short_by) {
                         best_miss = m;
                     }
                 }
-    if (found) return MOLD_OK;
+    if (found) {
+        choose_holds(&x, &best, out);
+        return MOLD_OK;
+    }
     if (best_miss.short_by == UINT64_MAX)
         return MOLD_ERR(MOLD_E_INVALID, "plan: no arrangement is allowed for this request "
                         "(cfg_batch %d)", req->cfg_batch);

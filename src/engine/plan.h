@@ -9,7 +9,9 @@
  * held, during which stages its weights are resident (what to unload between
  * stages), whether cond/uncond go through the transformer as one batch of
  * two or as two forwards of one, and how the VAE decodes (whole, or tiled
- * with the largest tile that fits). It predicts the peak bytes of each stage
+ * with the largest tile that fits), and whether block-format matrices are
+ * held as bf16 (only where that still fits with policy.hold_margin_bytes to
+ * spare and gives nothing else up). It predicts the peak bytes of each stage
  * from the models' own *_weight_bytes() / *_workspace_bytes() functions, and
  * every plan it returns fits: peak <= budget for every stage and pool.
  *
@@ -68,15 +70,26 @@ typedef struct mold_plan_request {
     int cfg_batch;      /* 1 or 2: the caller's choice; 0: planner decides */
 } mold_plan_request;
 
+/* How a component's matrices are held by the backend. */
+typedef enum mold_plan_hold {
+    MOLD_HOLD_STORED = 0, /* matrices kept in the checkpoint's dtype */
+    MOLD_HOLD_BF16 = 1,   /* block formats dequantized to bf16 once at load
+                             (backend set_weight_hold): no per-call dequant */
+} mold_plan_hold;
+
 /* One component's weights as they will be held by the backend. */
 typedef struct mold_plan_weights {
     uint64_t bytes;          /* backend bytes of the weights (matrices as stored,
-                                vectors f32) */
+                                vectors f32; as held when resident) */
     mold_dtype matrix_dtype; /* dominant matrix dtype (for the log) */
     bool resident;           /* loaded now (by this engine) */
     bool on_host;            /* ... on the host CPU backend rather than the device.
                                 Device-resident bytes are in use in the snapshot
                                 and come back to the budget */
+    uint64_t bytes_bf16;     /* bytes with block-format matrices held as bf16;
+                                0 when that is not offered (no block formats,
+                                or the backend cannot hold) */
+    mold_plan_hold hold;     /* resident: how it is held now */
 } mold_plan_weights;
 
 typedef struct mold_model_facts {
@@ -109,10 +122,13 @@ typedef struct mold_plan_policy {
     bool allow_host_dit;     /* CUDA: the transformer may run on the host CPU
                                 (orders of magnitude slower; off by default) */
     int min_vae_tile;        /* smallest tile considered, latent px (32) */
+    uint64_t hold_margin_bytes; /* bf16 holds (CUDA) only when every stage
+                                   still fits with this much more headroom */
 } mold_plan_policy;
 
 /* headroom 256 MiB + 2 % (host RAM beside a GPU: 1 GiB + 2 %), keep_resident
- * off, host text encoder allowed, host transformer not, tiles >= 32. */
+ * off, host text encoder allowed, host transformer not, tiles >= 32, bf16
+ * holds with 4 GiB to spare. */
 mold_plan_policy mold_plan_policy_default(void);
 
 /* ---- output ---- */
@@ -121,11 +137,6 @@ typedef enum mold_plan_place {
     MOLD_PLACE_DEVICE = 0, /* the compute device (on CPU machines: the CPU) */
     MOLD_PLACE_HOST = 1,   /* host RAM, run by a CPU backend next to the device */
 } mold_plan_place;
-
-typedef enum mold_plan_hold {
-    MOLD_HOLD_STORED = 0, /* matrices kept in the checkpoint's dtype */
-    MOLD_HOLD_BF16 = 1,   /* dequantized to bf16 at load (not chosen yet) */
-} mold_plan_hold;
 
 typedef struct mold_plan_component {
     bool used;                      /* this request runs it (the text encoder

@@ -20,6 +20,9 @@
  * mold_vae_weight_bytes() for its conv dtype (its loader slices the 3-D
  * kernels). On CUDA each weight is its own cudaMalloc, modelled as rounding
  * buffers of 1 MiB or more up to 2 MiB and smaller ones to 512 bytes.
+ * bytes_bf16 counts block-format matrices as bf16 instead (offered when the
+ * backend has set_weight_hold); a component loaded with a bf16 hold reports
+ * those bytes while resident.
  *
  * Ownership: nothing here owns memory beyond a call; the engine owns the
  * models (engine.c).
@@ -51,15 +54,20 @@ static bool unused_text_tensor(const char *name) {
 
 typedef struct tally {
     uint64_t bytes;
+    uint64_t bytes_bf16;                 /* block-format matrices as bf16 */
     uint64_t by_dtype[MOLD_DTYPE_COUNT]; /* matrix bytes per dtype */
 } tally;
 
 static void tally_add(tally *t, const mold_tensor *x, bool cuda) {
     if (x->n_dims >= 2) {
+        const mold_dtype_info *info = mold_dtype_get(x->dtype);
         t->bytes += held(x->n_bytes, cuda);
+        t->bytes_bf16 += info && info->is_quant ? held((uint64_t)mold_tensor_nelems(x) * 2, cuda)
+                                                : held(x->n_bytes, cuda);
         if ((unsigned)x->dtype < MOLD_DTYPE_COUNT) t->by_dtype[x->dtype] += x->n_bytes;
     } else {
         t->bytes += held((uint64_t)mold_tensor_nelems(x) * sizeof(float), cuda);
+        t->bytes_bf16 += held((uint64_t)mold_tensor_nelems(x) * sizeof(float), cuda);
     }
 }
 
@@ -89,6 +97,7 @@ static void container_weights(const mold_container *c, bool text, bool cuda,
         }
     }
     w->bytes = t.bytes;
+    w->bytes_bf16 = t.bytes_bf16 > t.bytes ? t.bytes_bf16 : 0;
     w->matrix_dtype = dominant(&t);
 }
 
@@ -134,6 +143,12 @@ mold_status mold_engine_facts(mold_engine *e, mold_model_facts *out) {
     out->w[MOLD_COMP_TEXT].on_host = e->te && e->te_on_host;
     out->w[MOLD_COMP_DIT].resident = e->dit != NULL;
     out->w[MOLD_COMP_VAE].resident = e->vae != NULL;
+    for (int c = 0; c < MOLD_COMP_COUNT; c++) {
+        mold_plan_weights *w = &out->w[c];
+        if (!cuda || !e->be->i->set_weight_hold) w->bytes_bf16 = 0; /* not offered */
+        w->hold = w->resident ? e->hold_loaded[c] : MOLD_HOLD_STORED;
+        if (w->hold == MOLD_HOLD_BF16 && w->bytes_bf16) w->bytes = w->bytes_bf16;
+    }
     return MOLD_OK;
 }
 
@@ -226,6 +241,7 @@ static void unload(mold_engine *e, mold_plan_comp c) {
 }
 
 static mold_status load(mold_engine *e, const mold_plan *p, mold_plan_comp c) {
+    e->hold_want[c] = p->comp[c].hold; /* engine.c applies it around the load */
     if (c == MOLD_COMP_TEXT)
         return mold_engine_need_text_at(e, p->comp[c].place == MOLD_PLACE_HOST);
     if (p->comp[c].place != MOLD_PLACE_DEVICE)

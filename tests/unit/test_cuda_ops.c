@@ -33,8 +33,11 @@
 void mold_cuda_attention_force_gemm(int on);
 /* attention.cu: flash kernel variant (0 default flash2, 1 first kernel, ...). */
 void mold_cuda_attention_set_variant(int v);
-/* conv.cu: conv2d variant (0 default, 1 K-contiguous columns). */
+/* conv.cu: conv2d variant (0 default implicit GEMM, 1 K-contiguous columns,
+ * 2 im2col [K, P], 3 implicit GEMM with 48 couts per block). */
 void mold_cuda_conv_set_variant(int v);
+/* cuda_backend.cu: piece size of bf16-held uploads (0 = default). */
+void mold_cuda_set_hold_piece_bytes(size_t bytes);
 
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-5
@@ -263,6 +266,80 @@ static void test_upload_f32(void **state) {
     }
 }
 
+/* ---- weights held as bf16 (set_weight_hold) ---- */
+
+/* One dtype: the held weight is bf16 (f32 stays f32), and matmul with it is
+ * bit for bit matmul with the stored weight (same dequantization, once). */
+static void check_hold(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out) {
+    wpair w;
+    wpair_make(&w, dt, n_out, n_in);
+    mold_weight held;
+    tu_ok(g_cuda->i->set_weight_hold(g_cuda, MOLD_BF16), "hold bf16");
+    tu_ok(g_cuda->i->weight_upload(g_cuda, &w.t, n_out, n_in, &held), "held upload");
+    tu_ok(g_cuda->i->set_weight_hold(g_cuda, MOLD_DTYPE_INVALID), "hold as stored");
+    mold_dtype want = dt == MOLD_F32 ? MOLD_F32 : MOLD_BF16;
+    assert_int_equal(held.dtype, want);
+    assert_int_equal(held.row_bytes, (uint64_t)n_in * (want == MOLD_F32 ? 4 : 2));
+    pair x = pair_rand(m * n_in), y = pair_rand(m * n_out), yh = pair_rand(m * n_out);
+    poison(&y);
+    poison(&yh);
+    tu_ok(g_cpu->i->matmul(g_cpu, y.cpu, x.cpu, m, &w.wc, NULL), "cpu matmul");
+    tu_ok(g_cuda->i->matmul(g_cuda, y.gpu, x.gpu, m, &w.wg, NULL), "cuda matmul stored");
+    tu_ok(g_cuda->i->matmul(g_cuda, yh.gpu, x.gpu, m, &held, NULL), "cuda matmul held");
+    size_t nb = (size_t)(m * n_out) * 4;
+    float *a = malloc(nb), *b = malloc(nb);
+    assert_non_null(a);
+    assert_non_null(b);
+    tu_ok(g_cuda->i->download(g_cuda, a, y.gpu, nb), "download");
+    tu_ok(g_cuda->i->download(g_cuda, b, yh.gpu, nb), "download");
+    size_t diff = 0;
+    for (size_t i = 0; i < (size_t)(m * n_out); i++) diff += memcmp(&a[i], &b[i], 4) != 0;
+    printf("  hold %s: %zu of %lld values differ from the per-call path\n", mold_dtype_name(dt),
+           diff, (long long)(m * n_out));
+    assert_int_equal(diff, 0);
+    char what[64];
+    snprintf(what, sizeof what, "matmul held %s", mold_dtype_name(dt));
+    g_cpu->i->free(g_cpu, yh.cpu);
+    yh.cpu = y.cpu; /* the same CPU reference */
+    compare(what, &yh, dt == MOLD_F32 ? TOL_F32 : TOL_BF16);
+    g_cuda->i->weight_free(g_cuda, &held);
+    free(a);
+    free(b);
+    pair_free(&x);
+    pair_free(&y);
+    g_cuda->i->free(g_cuda, yh.gpu);
+    free(yh.host);
+    wpair_free(&w);
+}
+
+static void test_weight_hold(void **state) {
+    (void)state;
+    const mold_dtype dts[] = {MOLD_Q4_0, MOLD_Q4_1, MOLD_Q5_0, MOLD_Q8_0, MOLD_Q2_K,
+                              MOLD_Q4_K, MOLD_Q6_K, MOLD_F16, MOLD_BF16, MOLD_F32};
+    mold_cuda_set_hold_piece_bytes(5000); /* several pieces per weight */
+    for (size_t i = 0; i < sizeof dts / sizeof dts[0]; i++) check_hold(dts[i], 37, 512, 72);
+    mold_cuda_set_hold_piece_bytes(0);
+    check_hold(MOLD_Q4_K, 5, 1024, 40); /* one piece */
+    /* an embed of a held table reads bf16-rounded rows */
+    wpair w;
+    wpair_make(&w, MOLD_Q8_0, 50, 256);
+    mold_weight held;
+    tu_ok(g_cuda->i->set_weight_hold(g_cuda, MOLD_BF16), "hold bf16");
+    tu_ok(g_cuda->i->weight_upload(g_cuda, &w.t, 50, 256, &held), "held upload");
+    tu_ok(g_cuda->i->set_weight_hold(g_cuda, MOLD_DTYPE_INVALID), "hold as stored");
+    int32_t ids[4] = {3, 49, 0, 3};
+    pair y = pair_rand(4 * 256);
+    poison(&y);
+    tu_ok(g_cpu->i->embed(g_cpu, y.cpu, &w.wc, ids, 4), "cpu embed");
+    tu_ok(g_cuda->i->embed(g_cuda, y.gpu, &held, ids, 4), "cuda embed held");
+    compare("embed of a held q8_0 table", &y, TOL_BF16);
+    pair_free(&y);
+    g_cuda->i->weight_free(g_cuda, &held);
+    wpair_free(&w);
+    tu_expect_error(g_cuda->i->set_weight_hold(g_cuda, MOLD_Q4_0), MOLD_E_INVALID, "expected bf16",
+                    "hold in a block format");
+}
+
 /* ---- norms, rope ---- */
 
 static void test_norms(void **state) {
@@ -336,14 +413,23 @@ static void test_attention(void **state) {
     check_attention(300, 300, 1, 1, 384, 0, 0, 0);   /* VAE mid attention head dim */
     check_attention(20, 10, 2, 2, 64, 0, 1, 0);      /* sq > skv causal: first rows see nothing */
     check_attention(20, 10, 2, 2, 64, 0, 1, 1);
+    /* flash3: full 64-key tiles without masking (fast path), a tail-only
+     * mask (mask 2: the DiT's text padding), several query blocks on the
+     * causal diagonal, a negative scale (flash2 takes it) */
+    check_attention(300, 333, 2, 2, 128, 0, 0, 0);
+    check_attention(200, 389, 3, 3, 128, 2, 0, 0);
+    check_attention(300, 300, 4, 1, 128, 2, 1, 0);
+    check_attention(257, 320, 2, 2, 64, 0, 1, 0);
+    check_attention(150, 200, 2, 2, 128, 2, 0, 2);
     /* the other flash kernels (benchmark variants, kept as fallbacks) */
-    for (int v = 1; v <= 3; v++) {
+    for (int v = 1; v <= 5; v++) {
         printf("  -- flash variant %d\n", v);
         mold_cuda_attention_set_variant(v);
         check_attention(130, 200, 2, 2, 128, 1, 0, 0);
         check_attention(65, 65, 28, 4, 128, 1, 1, 0);
         check_attention(100, 90, 2, 1, 16, 1, 0, 0);
         check_attention(20, 10, 2, 2, 64, 0, 1, 0);
+        check_attention(300, 300, 4, 1, 128, 2, 1, 0);
         mold_cuda_attention_set_variant(0);
     }
 }
@@ -354,21 +440,25 @@ static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, in
     pair o = pair_rand(sq * hq * d);
     float *kv = malloc((size_t)skv * 4);
     assert_non_null(kv);
-    for (int64_t j = 0; j < skv; j++) kv[j] = (j % 7 == 3 || j >= skv - 5) ? 0.0f : 1.0f;
+    /* mask 1: scattered and tail keys excluded; 2: the last 5 keys only */
+    for (int64_t j = 0; j < skv; j++)
+        kv[j] = ((mask == 1 && j % 7 == 3) || j >= skv - 5) ? 0.0f : 1.0f;
     pair valid = pair_make(kv, skv);
     free(kv);
     poison(&o);
-    float scale = 1.0f / sqrtf((float)d);
+    /* force_gemm 2: the flash path with a negative scale */
+    float scale = (force_gemm == 2 ? -1.0f : 1.0f) / sqrtf((float)d);
     tu_ok(g_cpu->i->attention(g_cpu, o.cpu, q.cpu, k.cpu, v.cpu, sq, skv, hq, hkv, d, scale,
                               mask ? valid.cpu : NULL, causal), "cpu attention");
-    mold_cuda_attention_force_gemm(force_gemm);
+    mold_cuda_attention_force_gemm(force_gemm == 1);
     tu_ok(g_cuda->i->attention(g_cuda, o.gpu, q.gpu, k.gpu, v.gpu, sq, skv, hq, hkv, d, scale,
                                mask ? valid.gpu : NULL, causal), "cuda attention");
     mold_cuda_attention_force_gemm(0);
     char what[128];
     snprintf(what, sizeof what, "attention sq=%lld skv=%lld h=%lld/%lld d=%lld%s%s%s",
              (long long)sq, (long long)skv, (long long)hq, (long long)hkv, (long long)d,
-             mask ? " mask" : "", causal ? " causal" : "", force_gemm ? " [gemm]" : "");
+             mask ? (mask == 2 ? " tail-mask" : " mask") : "", causal ? " causal" : "",
+             force_gemm == 1 ? " [gemm]" : force_gemm == 2 ? " scale<0" : "");
     compare(what, &o, TOL_BF16);
     pair_free(&q); pair_free(&k); pair_free(&v); pair_free(&o); pair_free(&valid);
 }
@@ -490,7 +580,15 @@ static void check_conv(mold_dtype dt, int64_t c_in, int64_t c_out, int64_t h, in
 
 static void test_conv2d(void **state) {
     (void)state;
+    /* 3x3 pad 1 takes the implicit GEMM: every cout tile width (96, 64, 32
+     * with padding, 16 with padding), partial channel chunks, partial
+     * row/column tiles, f32 / f16 / block-format kernels */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
+    check_conv(MOLD_BF16, 40, 192, 9, 33, 3, 1, 0);
+    check_conv(MOLD_BF16, 20, 64, 17, 31, 3, 1, 1);
+    check_conv(MOLD_BF16, 48, 3, 21, 40, 3, 1, 1);
+    check_conv(MOLD_Q8_0, 32, 40, 11, 13, 3, 1, 1);
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 0, 0);
     check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
     check_conv(MOLD_F32, 8, 16, 17, 33, 3, 1, 1);
@@ -498,6 +596,11 @@ static void test_conv2d(void **state) {
     mold_cuda_conv_set_variant(1); /* K-contiguous columns, "TN" GEMM */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
     check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
+    mold_cuda_conv_set_variant(2); /* im2col [K, P] + GEMM for every conv */
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    mold_cuda_conv_set_variant(3); /* implicit GEMM, 48 couts per block */
+    check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
     mold_cuda_conv_set_variant(0);
 }
 
@@ -541,6 +644,7 @@ int main(void) {
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_upload_f32),
+        cmocka_unit_test(test_weight_hold),
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "base/dtype.h"
 #include "engine/plan.h"
 #include "models/qwen25_text.h"
 #include "models/qwenimage_dit.h"
@@ -125,7 +126,13 @@ static void check_invariants(const mold_plan *p, const mold_plan_request *r) {
             if (p->comp[c].live[s] && (s == 0 || !p->comp[c].live[s - 1])) runs++;
         assert_true(runs <= 1);
         assert_int_equal(p->comp[c].keep, p->comp[c].live[MOLD_STAGE_DECODE]);
-        assert_int_equal(p->comp[c].hold, MOLD_HOLD_STORED);
+        /* bf16 holds only for a device component whose matrices are blocks */
+        if (p->comp[c].hold != MOLD_HOLD_STORED) {
+            assert_int_equal(p->comp[c].hold, MOLD_HOLD_BF16);
+            assert_int_equal(p->kind, MOLD_PLAN_DEV_CUDA);
+            assert_int_equal(p->comp[c].place, MOLD_PLACE_DEVICE);
+            assert_true(mold_dtype_get(p->comp[c].matrix_dtype)->is_quant);
+        }
     }
     assert_int_equal(p->cfg, r->cfg);
     if (!r->cfg) assert_int_equal(p->cfg_batch, 1);
@@ -619,6 +626,61 @@ static void test_resident(void **state) {
     assert_true(p.comp[MOLD_COMP_TEXT].keep);
 }
 
+/* ---- bf16 holds ---- */
+
+/* Facts with bytes_bf16 offered (as the engine does on CUDA): the bf16
+ * figure of each quantized component. */
+static mold_model_facts hold_facts(mold_dtype dit_dt, mold_dtype te_dt) {
+    mold_model_facts f = real_facts(dit_dt, te_dt);
+    if (mold_dtype_get(te_dt)->is_quant)
+        f.w[MOLD_COMP_TEXT].bytes_bf16 = mold_text_encoder_weight_bytes(&f.text, MOLD_BF16);
+    if (mold_dtype_get(dit_dt)->is_quant)
+        tu_ok(mold_dit_weight_bytes(&f.dit, MOLD_BF16, &f.w[MOLD_COMP_DIT].bytes_bf16), "bytes");
+    return f;
+}
+
+static void test_hold_bf16(void **state) {
+    (void)state;
+    mold_plan_policy pol = mold_plan_policy_default();
+    mold_plan_request r = req(1328, 1328, true);
+    /* 80 GB: both quantized components held as bf16, nothing else changes */
+    mold_model_facts f = hold_facts(MOLD_Q4_0, MOLD_Q8_0);
+    mold_device_snapshot d = cuda_card(79.1, 78.5);
+    mold_plan p = plan_ok("80G q4_0 + q8_0, holds offered", &r, &f, &d, &pol);
+    assert_int_equal(p.comp[MOLD_COMP_DIT].hold, MOLD_HOLD_BF16);
+    assert_int_equal(p.comp[MOLD_COMP_TEXT].hold, MOLD_HOLD_BF16);
+    assert_int_equal(p.comp[MOLD_COMP_VAE].hold, MOLD_HOLD_STORED);
+    assert_int_equal(p.comp[MOLD_COMP_DIT].weight_bytes, f.w[MOLD_COMP_DIT].bytes_bf16);
+    for (int c = 0; c < MOLD_COMP_COUNT; c++) expect_live(&p, (mold_plan_comp)c, "EDV");
+    assert_true(p.cost == 0.0);
+    /* the margin is kept in every stage */
+    for (int s = 0; s < MOLD_STAGE_COUNT; s++)
+        assert_true(p.peak[s] + pol.hold_margin_bytes <= p.budget);
+    /* 24 GB: nothing fits as bf16; the plan is the stored one */
+    d = cuda_card(24, 23.4);
+    mold_plan ps = plan_ok("24G q4_0 + q8_0, holds offered", &r, &f, &d, &pol);
+    mold_model_facts f0 = real_facts(MOLD_Q4_0, MOLD_Q8_0);
+    mold_plan p0 = plan_ok("24G q4_0 + q8_0, no holds", &r, &f0, &d, &pol);
+    for (int c = 0; c < MOLD_COMP_COUNT; c++) assert_int_equal(ps.comp[c].hold, MOLD_HOLD_STORED);
+    assert_memory_equal(ps.peak, p0.peak, sizeof ps.peak);
+    /* 40 GB: only the text encoder fits as bf16 beside the q4 transformer */
+    d = cuda_card(40, 39.4);
+    p = plan_ok("40G q4_0 + q8_0, holds offered", &r, &f, &d, &pol);
+    assert_int_equal(p.comp[MOLD_COMP_DIT].hold, MOLD_HOLD_STORED);
+    assert_int_equal(p.comp[MOLD_COMP_TEXT].hold, MOLD_HOLD_BF16);
+    /* a resident component keeps its hold, and its bytes as held */
+    f.w[MOLD_COMP_DIT].resident = true;
+    f.w[MOLD_COMP_DIT].bytes = f.w[MOLD_COMP_DIT].bytes_bf16;
+    f.w[MOLD_COMP_DIT].hold = MOLD_HOLD_BF16;
+    d = cuda_card(79.1, 78.5 - f.w[MOLD_COMP_DIT].bytes / (double)GIB);
+    p = plan_ok("80G transformer resident as bf16", &r, &f, &d, &pol);
+    assert_int_equal(p.comp[MOLD_COMP_DIT].hold, MOLD_HOLD_BF16);
+    /* CPU plans never hold */
+    mold_device_snapshot c = cpu_only(128, 120);
+    p = plan_ok("cpu 128G q4_0 + q8_0, holds offered", &r, &f0, &c, &pol);
+    for (int i = 0; i < MOLD_COMP_COUNT; i++) assert_int_equal(p.comp[i].hold, MOLD_HOLD_STORED);
+}
+
 /* ---- the JSON line ---- */
 
 static void test_json(void **state) {
@@ -666,6 +728,7 @@ int main(void) {
         cmocka_unit_test(test_forced),
         cmocka_unit_test(test_resident),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_hold_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

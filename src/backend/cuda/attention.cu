@@ -2,10 +2,13 @@
  * attention.cu — flash attention (mma.sync bf16) and the GEMM fallback (see
  * attention.cuh).
  *
- * Two flash kernels share the scheme below: flash2_kernel (the default: 4
- * warps x 32 query rows, tiles of 32 keys, Q fragments re-read from shared
- * memory) and flash_attn_kernel (the first version: 4 warps x 16 rows, tiles
- * of 64 keys, Q fragments kept in registers), kept as a benchmark variant.
+ * Three flash kernels share the scheme below: flash3_kernel (the default:
+ * 4 warps x 32 query rows, 64-key tiles with one barrier each, masking only
+ * on tiles that need it, the scale folded into one FFMA before ex2.approx,
+ * O rescaled only when a row maximum grew), flash2_kernel (the previous
+ * default: 32-key tiles, a mask and a rescale per score and tile; taken for
+ * a non-positive scale) and flash_attn_kernel (the first version: 4 warps x
+ * 16 rows, Q fragments kept in registers), kept as benchmark variants.
  *
  * Flash kernel (FlashAttention-2 scheme, Dao 2023, Algorithm 1):
  *   block = 4 warps = 64 query rows of one head (16 rows per warp);
@@ -480,6 +483,227 @@ flash2_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
         }
 }
 
+/* Third generation (the default for a positive scale): FlashAttention-2's
+ * work split with less non-matrix work per score, which is what bounded
+ * flash2 (its mma issue slots were shared with ~12 scalar instructions per
+ * score and two barriers per 32 keys):
+ *   - 64-key tiles (half the barriers, max/sum shuffles and rescales per key
+ *     of flash2's 32), one barrier per tile: tile i+1 is issued right after
+ *     the barrier that ends tile i-1's reads, into the buffer i-1 used;
+ *   - no per-score mask work on full tiles: each warp builds a 64-bit valid
+ *     mask of the tile's keys with two ballots (loads issued a tile ahead)
+ *     and takes the masking path only when a key is excluded or the causal
+ *     diagonal crosses the warp's rows;
+ *   - the scale folded into one FFMA per score: max over raw scores (scale >
+ *     0 preserves order), p = ex2.approx(s * scale_log2 - m * scale_log2);
+ *   - O and l are rescaled only when some row of the warp saw its maximum
+ *     grow (a warp vote); otherwise alpha is exactly 1 and the 128
+ *     multiplies per thread are skipped. The result is the same function.
+ * NW warps x 32 query rows per block (MT = 2 m16 tiles per warp), K/V tiles
+ * of 64 keys double-buffered with cp.async; Q also arrives by cp.async. */
+__device__ __forceinline__ float ex2_approx(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ bool key_ok(const float *key_valid, int j, int skv) {
+    return j < skv && (!key_valid || __ldg(key_valid + j) != 0.0f);
+}
+
+template <int D, int NW, int SUB>
+__global__ void __launch_bounds__(NW * 32, 8 / NW)
+flash3_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+              const __nv_bfloat16 *v, int sq, int skv, int hq, int hkv, float scale_log2,
+              const float *key_valid, int causal) {
+    constexpr int MT = 2, BK = 64, NT = NW * 32, BQ = NW * 16 * MT, LD = D + FA_PAD;
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+    __nv_bfloat16 *Qs = (__nv_bfloat16 *)fa_smem; /* [BQ][LD] */
+    __nv_bfloat16 *Kbuf = Qs + BQ * LD;           /* [2][BK][LD] */
+    __nv_bfloat16 *Vbuf = Kbuf + 2 * BK * LD;     /* [2][BK][LD] */
+
+    const int h = blockIdx.y, hk = h / (hq / hkv);
+    const int q0 = blockIdx.x * BQ;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t qstride = (int64_t)hq * D, kstride = (int64_t)hkv * D;
+    const int shift = skv - sq; /* causal: query i sees keys j <= i + shift */
+    int kv_end = skv;
+    if (causal) kv_end = max(0, min(skv, q0 + BQ + shift));
+    const int n_tiles = (kv_end + BK - 1) / BK;
+    const int warp_row0 = q0 + warp * MT * 16; /* first query row of this warp */
+
+    load_tile_async<D, NT>(Qs, q + (int64_t)q0 * qstride + (int64_t)h * D, qstride, BQ,
+                           min(BQ, sq - q0));
+    if (n_tiles > 0) {
+        load_tile_async<D, NT>(Kbuf, k + (int64_t)hk * D, kstride, BK, min(BK, skv));
+        load_tile_async<D, NT>(Vbuf, v + (int64_t)hk * D, kstride, BK, min(BK, skv));
+    }
+    cp_async_commit();
+
+    float o[MT][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.0f;
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+    /* ldmatrix row addresses: Q (a0..a3 of a 16x16 block), K (b0, b1 of two
+     * adjacent 8-key tiles), V (b0, b1 of two adjacent 8-dim tiles, .trans) */
+    const __nv_bfloat16 *qa = Qs + (warp * MT * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD +
+                              (lane >> 4) * 8;
+    const int k_off = ((lane & 7) + (lane >> 4) * 8) * LD + ((lane >> 3) & 1) * 8;
+    const int v_off = ((lane & 7) + ((lane >> 3) & 1) * 8) * LD + (lane >> 4) * 8;
+
+    for (int it = 0; it < n_tiles; it++) {
+        const int k0 = it * BK;
+        /* does this tile exclude a key? (the loads overlap the wait below;
+         * only the warp-uniform answer stays live over the tile) */
+        const bool excl = __any_sync(0xffffffffu, !key_ok(key_valid, k0 + lane, skv) ||
+                                                      !key_ok(key_valid, k0 + 32 + lane, skv));
+        cp_async_wait<0>();
+        __syncthreads(); /* tile it landed for all; tile it-1's buffer is free */
+        if (it + 1 < n_tiles) {
+            const int k1 = k0 + BK;
+            load_tile_async<D, NT>(Kbuf + ((it + 1) & 1) * BK * LD,
+                                   k + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, BK,
+                                   min(BK, skv - k1));
+            load_tile_async<D, NT>(Vbuf + ((it + 1) & 1) * BK * LD,
+                                   v + (int64_t)k1 * kstride + (int64_t)hk * D, kstride, BK,
+                                   min(BK, skv - k1));
+            cp_async_commit();
+        }
+
+#pragma unroll
+        for (int ko = 0; ko < BK; ko += SUB) { /* SUB keys at a time (registers) */
+            const __nv_bfloat16 *Ks = Kbuf + (it & 1) * BK * LD + ko * LD;
+            const __nv_bfloat16 *Vs = Vbuf + (it & 1) * BK * LD + ko * LD;
+
+            /* S = Q K^T (raw scores): 32 rows x SUB keys per warp. */
+            float s[MT][SUB / 8][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int j = 0; j < SUB / 8; j++)
+                    s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                uint32_t a[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) ldmatrix_x4(a[mt], qa + mt * 16 * LD + kk * 16);
+#pragma unroll
+                for (int j = 0; j < SUB / 8; j += 2) {
+                    uint32_t b[4];
+                    ldmatrix_x4(b, Ks + j * 8 * LD + k_off + kk * 16);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_bf16(s[mt][j], a[mt], b[0], b[1]);
+                        mma_bf16(s[mt][j + 1], a[mt], b[2], b[3]);
+                    }
+                }
+            }
+
+            /* Masking only where this warp's keys need it (warp-uniform). */
+            const bool diag = causal && k0 + ko + SUB - 1 > warp_row0 + shift;
+            if (excl || diag) { /* rare: the valid bits are fetched again here */
+                const unsigned bits = __ballot_sync(0xffffffffu, key_ok(key_valid, k0 + ko + lane, skv));
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int j = 0; j < SUB / 8; j++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int col = j * 8 + 2 * t + (e & 1); /* < 32 */
+                            const int row = warp_row0 + mt * 16 + g + (e >> 1) * 8;
+                            bool vis = SUB == 32 ? (bits >> col) & 1
+                                                 : key_ok(key_valid, k0 + ko + col, skv);
+                            if (causal && k0 + ko + col > row + shift) vis = false;
+                            if (!vis) s[mt][j][e] = -INFINITY;
+                        }
+            }
+
+            /* Online softmax per row: new maximum; O and l rescaled only when
+             * the maximum of some row of the warp grew (a warp vote). */
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float mx = m[mt][r];
+#pragma unroll
+                    for (int j = 0; j < SUB / 8; j++)
+                        mx = fmaxf(mx, fmaxf(s[mt][j][2 * r], s[mt][j][2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    /* a row with every key masked so far keeps m = -inf: reference 0 */
+                    const float ref = mx == -INFINITY ? 0.0f : mx;
+                    if (__any_sync(0xffffffffu, mx > m[mt][r])) {
+                        /* 0 when m was -inf (nothing accumulated yet); 1 when unchanged */
+                        const float alpha = ex2_approx((m[mt][r] - ref) * scale_log2);
+                        l[mt][r] *= alpha;
+#pragma unroll
+                        for (int j = 0; j < D / 8; j++) {
+                            o[mt][j][2 * r] *= alpha;
+                            o[mt][j][2 * r + 1] *= alpha;
+                        }
+                    }
+                    m[mt][r] = mx;
+                    const float nref = -ref * scale_log2;
+                    float sum = 0.0f;
+#pragma unroll
+                    for (int j = 0; j < SUB / 8; j++) { /* s becomes p */
+                        const float p0 = ex2_approx(fmaf(s[mt][j][2 * r], scale_log2, nref));
+                        const float p1 = ex2_approx(fmaf(s[mt][j][2 * r + 1], scale_log2, nref));
+                        s[mt][j][2 * r] = p0;
+                        s[mt][j][2 * r + 1] = p1;
+                        sum += p0 + p1;
+                    }
+                    l[mt][r] += sum;
+                }
+
+            /* O += P V (P as bf16 A fragments straight from the S accumulators). */
+#pragma unroll
+            for (int kk = 0; kk < SUB / 16; kk++) {
+                uint32_t pa[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                }
+#pragma unroll
+                for (int jd = 0; jd < D / 8; jd += 2) {
+                    uint32_t b[4];
+                    ldmatrix_x4_trans(b, Vs + kk * 16 * LD + v_off + jd * 8);
+#pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_bf16(o[mt][jd], pa[mt], b[0], b[1]);
+                        mma_bf16(o[mt][jd + 1], pa[mt], b[2], b[3]);
+                    }
+                }
+            }
+        }
+    }
+    cp_async_wait<0>(); /* nothing may be in flight at exit (n_tiles == 0: Q's copy) */
+
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            const int row = warp_row0 + mt * 16 + g + r * 8;
+            if (row >= sq) continue;
+            const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+            float *orow = out + (int64_t)row * qstride + (int64_t)h * D + 2 * t;
+#pragma unroll
+            for (int j = 0; j < D / 8; j++)
+                *(float2 *)(orow + j * 8) =
+                    make_float2(o[mt][j][2 * r] * inv, o[mt][j][2 * r + 1] * inv);
+        }
+}
+
 /* ==================================================================== */
 /* ---- CUDA kernels: GEMM path softmax ---- */
 /* ==================================================================== */
@@ -566,6 +790,24 @@ static cudaError_t launch_flash2(float *out, const __nv_bfloat16 *q, const __nv_
     return cudaGetLastError();
 }
 
+template <int D, int NW, int SUB = 32>
+static cudaError_t launch_flash3(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                 const __nv_bfloat16 *v, int64_t sq, int64_t skv, int64_t hq,
+                                 int64_t hkv, float scale, const float *key_valid, bool causal,
+                                 cudaStream_t stream) {
+    constexpr int BQ = NW * 32;
+    size_t smem = (size_t)(BQ + 4 * 64) * (D + FA_PAD) * 2;
+    cudaError_t e = cudaFuncSetAttribute(flash3_kernel<D, NW, SUB>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((sq + BQ - 1) / BQ), (unsigned)hq);
+    const float log2e = 1.4426950408889634f;
+    flash3_kernel<D, NW, SUB><<<grid, NW * 32, smem, stream>>>(out, q, k, v, (int)sq, (int)skv,
+                                                         (int)hq, (int)hkv, scale * log2e,
+                                                         key_valid, causal ? 1 : 0);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16 *q,
                                                  const __nv_bfloat16 *k,
                                                  const __nv_bfloat16 *v, int64_t sq,
@@ -574,9 +816,13 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
                                                  bool causal, cudaStream_t stream) {
     if (sq <= 0) return cudaSuccess;
 #define ARGS out, q, k, v, sq, skv, hq, hkv, scale, key_valid, causal, stream
-    /* Variant 0 (default): flash2, 4 warps x 32 rows. The others are kept for
-     * cuda_check's comparison: 1 = first kernel (4 warps x 16 rows, Q in
-     * registers), 2 = flash2 with 8 warps, 3 = flash2 with 16 rows per warp. */
+    /* Variant 0 (default): flash3, 4 warps x 32 rows, 64-key tiles (needs a
+     * positive scale: it takes row maxima of the unscaled scores; any other
+     * scale goes to flash2). The others are kept for cuda_check's comparison:
+     * 1 = first kernel (4 warps x 16 rows, Q in registers), 2 = flash2 with
+     * 8 warps, 3 = flash2 with 16 rows per warp, 4 = flash2 (4 warps x 32
+     * rows, 32-key tiles; the default before flash3), 5 = flash3, 8 warps. */
+    const bool pos = scale > 0.0f;
     switch (g_fa_variant) {
     case 1:
         switch (d) {
@@ -592,8 +838,18 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
     case 3:
         if (d == 128) return launch_flash2<128, 4, 1>(ARGS);
         break;
+    case 5:
+        if (d == 128 && pos) return launch_flash3<128, 8>(ARGS);
+        break;
     default:
         break;
+    }
+    switch (g_fa_variant == 4 || !pos ? 0 : d) {
+#define CASE(D) \
+    case D: return launch_flash3<D, 4>(ARGS);
+        CASE(16) CASE(32) CASE(48) CASE(64) CASE(80) CASE(96) CASE(112) CASE(128)
+#undef CASE
+    default: break;
     }
     switch (d) {
 #define CASE(D) \

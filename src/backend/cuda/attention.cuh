@@ -34,7 +34,9 @@ mold_status mold_cuda_op_attention(mold_backend *be, float *out, const float *q,
 /* Forces the GEMM path for every head_dim (tests and benchmarks compare the
  * two paths); 0 restores automatic selection. */
 void mold_cuda_attention_force_gemm(int on);
-/* Benchmark hook: flash kernel variant for head_dim 128 (0 = default). */
+/* Benchmark hook: flash kernel variant (0 = default flash3; 4 = flash2, the
+ * previous default; see mold_cuda_flash_attention). Also set from the
+ * environment (MOLD_CUDA_ATTN_VARIANT) when a backend is created. */
 void mold_cuda_attention_set_variant(int v);
 }
 

@@ -1,5 +1,10 @@
 /*
- * conv.cu — conv2d by im2col + GEMM, nearest upsample (see conv.cuh).
+ * conv.cu — conv2d (implicit GEMM for 3x3 pad 1, else im2col + GEMM),
+ * nearest upsample (see conv.cuh).
+ *
+ * 3x3 with padding 1 (every 3x3 conv of the VAE decoder): an implicit-GEMM
+ * kernel on tensor cores (conv3x3_igemm_kernel, described above it), no
+ * column buffer. Other shapes (1x1, pad 0) and variants 1 / 2:
  *
  * conv2d: with K = c_in*kh*kw and P = h_out*w_out output pixels,
  *   Y [c_out, P] = W [c_out, K] * col [K, P].
@@ -21,7 +26,10 @@
 
 #define CONV_COL_BYTES ((size_t)256 << 20) /* col chunk budget */
 
-static int g_conv_variant; /* benchmark hook: 1 = K-contiguous columns, "TN" GEMM */
+/* benchmark hook: 0 = implicit GEMM for 3x3 pad 1 (default), 1 = im2col with
+ * K-contiguous columns ("TN" GEMM) for all, 2 = im2col [K, P] ("NN") for all
+ * (the previous default), 3 = implicit GEMM with 48 couts per block */
+static int g_conv_variant;
 
 extern "C" void mold_cuda_conv_set_variant(int v) { g_conv_variant = v; }
 
@@ -85,6 +93,220 @@ __global__ void upsample2x_kernel(float *y, const float *x, int64_t c, int64_t h
     }
 }
 
+/* ---- 3x3 convolution as an implicit GEMM on tensor cores ----
+ *
+ * Y[co, p] = sum over (ci, tap) of W[co, ci, tap] X[ci, p + tap]: per tap a
+ * GEMM of (pixels x channels) . (channels x couts), mma.sync m16n8k16 with
+ * A = input pixels (16 consecutive output pixels of one row, shifted by the
+ * tap), B = kernel taps, f32 accumulators. No column buffer: a block stages
+ * its input window in shared memory, 16 channels at a time.
+ *
+ * Block: 8 warps, an output tile of IG_TH rows x IG_TW columns x NB couts;
+ * warp w owns output row w (two m16 pixel tiles) and all NB couts.
+ * Per 16-channel chunk:
+ *   stage   f32 [16][IG_TH+2][IG_TW+2] by 4-byte cp.async, zero-filled
+ *           outside the image (the padding) and past c_in;
+ *   xin     bf16 [pos][16 ch], pos = window row * (IG_TW+2) + column: a
+ *           32-byte row per pixel, so an ldmatrix row is 8 channels of one
+ *           pixel (the A fragment layout);
+ *   wsm[2]  bf16 [tap][NB][16 ch] (B fragments), double-buffered;
+ * with the 16-byte halves of each 32-byte row swapped on rows 4-7 of every
+ * 8 (XOR swizzle) so that 8 consecutive rows of an ldmatrix hit 8 distinct
+ * bank groups. One chunk's copies run while the previous chunk computes.
+ * Weights come re-laid by conv_w_prep_kernel: wr[chunk][tap][cout_pad][16]
+ * bf16, zero-padded to whole chunks and whole NB couts. */
+#define IG_TH 8
+#define IG_TW 32
+#define IG_WR (IG_TW + 2)               /* window row length */
+#define IG_POS ((IG_TH + 2) * IG_WR)    /* window positions: 340 */
+#define IG_NT 256
+
+/* element offset of 16-byte half `half` of 32-byte row `row` (swizzled) */
+__device__ __forceinline__ uint32_t pack_bf16_pair(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
+    return *(uint32_t *)&v;
+}
+
+__device__ __forceinline__ int ig_sw(int row, int half) {
+    return row * 16 + ((half ^ ((row >> 2) & 1)) << 3);
+}
+
+__device__ __forceinline__ void ig_ldsm_x4(uint32_t r[4], const __nv_bfloat16 *p) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void ig_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* wr[ch][tap][co][ci16] = bf16(w[co, (16 ch + ci16) * 9 + tap]), zero where
+ * co >= c_out or the channel >= c_in. w is f32 (wf) or bf16 (wb). */
+__global__ void conv_w_prep_kernel(__nv_bfloat16 *wr, const float *wf, const __nv_bfloat16 *wb,
+                                   int c_in, int c_out, int n_ch, int cout_pad) {
+    const int64_t n = (int64_t)n_ch * 9 * cout_pad * 16;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int ci16 = (int)(i & 15);
+        int64_t r = i >> 4;
+        const int co = (int)(r % cout_pad);
+        r /= cout_pad;
+        const int tap = (int)(r % 9), ch = (int)(r / 9);
+        const int ci = ch * 16 + ci16;
+        float val = 0.0f;
+        if (co < c_out && ci < c_in) {
+            const int64_t src = (int64_t)co * c_in * 9 + (int64_t)ci * 9 + tap;
+            val = wf ? wf[src] : __bfloat162float(wb[src]);
+        }
+        wr[i] = __float2bfloat16_rn(val);
+    }
+}
+
+template <int NB>
+__device__ __forceinline__ void ig_load_chunk(float *stage, __nv_bfloat16 *wdst,
+                                              const float *x, const __nv_bfloat16 *wr, int ch,
+                                              int c_in, int h, int w, int y0, int x0, int cout0,
+                                              int cout_pad) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    /* input window: 16 channels x (IG_TH+2) rows of IG_WR floats; one warp per row */
+    for (int rr = warp; rr < 16 * (IG_TH + 2); rr += IG_NT / 32) {
+        const int c = rr / (IG_TH + 2), r = rr - c * (IG_TH + 2);
+        const int ci = ch * 16 + c, gy = y0 - 1 + r;
+        const bool row_ok = ci < c_in && gy >= 0 && gy < h;
+        const float *src_row = x + ((int64_t)(row_ok ? ci : 0) * h + (row_ok ? gy : 0)) * w;
+        for (int col = lane; col < IG_WR; col += 32) {
+            const int gx = x0 - 1 + col;
+            const bool ok = row_ok && gx >= 0 && gx < w;
+            const float *src = ok ? src_row + gx : x;
+            uint32_t dst = (uint32_t)__cvta_generic_to_shared(stage + rr * IG_WR + col);
+            asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+                         "r"(ok ? 4 : 0));
+        }
+    }
+    /* weights: 9 taps x NB couts x two 16-byte halves */
+    const __nv_bfloat16 *wsrc = wr + ((int64_t)ch * 9 * cout_pad + cout0) * 16;
+    for (int i = threadIdx.x; i < 9 * NB * 2; i += IG_NT) {
+        const int half = i & 1, row = i >> 1; /* row = tap * NB + co */
+        const int tap = row / NB, co = row - tap * NB;
+        const __nv_bfloat16 *src = wsrc + ((int64_t)tap * cout_pad + co) * 16 + half * 8;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(wdst + ig_sw(row, half));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+
+/* MINB: blocks per SM asked of the register allocator (NB = 96 needs ~200
+ * registers: one block of 8 warps per SM; smaller NB fit two). */
+template <int NB, int MINB>
+__global__ void __launch_bounds__(IG_NT, MINB)
+conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const float *bias,
+                     int c_in, int c_out, int h, int w, int cout_pad) {
+    constexpr int NCT = NB / 8; /* n8 tiles of couts */
+    extern __shared__ __align__(16) unsigned char ig_smem[];
+    float *stage = (float *)ig_smem;                                  /* [16][IG_POS] */
+    __nv_bfloat16 *xin = (__nv_bfloat16 *)(stage + 16 * IG_POS);      /* [IG_POS][16] */
+    __nv_bfloat16 *wsm = xin + IG_POS * 16;                           /* [2][9 * NB][16] */
+
+    const int x0 = blockIdx.x * IG_TW, y0 = blockIdx.y * IG_TH, cout0 = blockIdx.z * NB;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int n_ch = (c_in + 15) / 16;
+
+    float acc[2][NCT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int j = 0; j < NCT; j++) acc[mt][j][0] = acc[mt][j][1] = acc[mt][j][2] = acc[mt][j][3] = 0.0f;
+
+    /* ldmatrix rows of this lane: A = pixel (lane & 7) + 8 ((lane >> 3) & 1)
+     * of an m16 tile, channel half lane >> 4; B = cout (lane & 7) + 8
+     * (lane >> 4) of an n16 pair, channel half (lane >> 3) & 1. */
+    const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
+    const int b_co = (lane & 7) + (lane >> 4) * 8, b_half = (lane >> 3) & 1;
+
+    ig_load_chunk<NB>(stage, wsm, x, wr, 0, c_in, h, w, y0, x0, cout0, cout_pad);
+    for (int ch = 0; ch < n_ch; ch++) {
+        asm volatile("cp.async.wait_group 0;\n" ::);
+        __syncthreads(); /* chunk ch staged; every warp is done with chunk ch-1 */
+        /* f32 [c][pos] -> bf16 [pos][c], 8 channels per 16-byte store */
+        for (int i = threadIdx.x; i < IG_POS * 2; i += IG_NT) {
+            const int half = i / IG_POS, pos = i - half * IG_POS;
+            const float *sp = stage + half * 8 * IG_POS + pos;
+            uint4 pk;
+            pk.x = pack_bf16_pair(sp[0], sp[IG_POS]);
+            pk.y = pack_bf16_pair(sp[2 * IG_POS], sp[3 * IG_POS]);
+            pk.z = pack_bf16_pair(sp[4 * IG_POS], sp[5 * IG_POS]);
+            pk.w = pack_bf16_pair(sp[6 * IG_POS], sp[7 * IG_POS]);
+            *(uint4 *)(xin + ig_sw(pos, half)) = pk;
+        }
+        __syncthreads(); /* xin ready; stage free */
+        if (ch + 1 < n_ch)
+            ig_load_chunk<NB>(stage, wsm + ((ch + 1) & 1) * 9 * NB * 16, x, wr, ch + 1, c_in, h, w,
+                              y0, x0, cout0, cout_pad);
+        const __nv_bfloat16 *wbuf = wsm + (ch & 1) * 9 * NB * 16;
+#pragma unroll
+        for (int tap = 0; tap < 9; tap++) {
+            const int ky = tap / 3, kx = tap - ky * 3;
+            uint32_t a[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+                ig_ldsm_x4(a[mt], xin + ig_sw((warp + ky) * IG_WR + mt * 16 + kx + a_px, a_half));
+#pragma unroll
+            for (int p = 0; p < NCT / 2; p++) {
+                uint32_t b[4];
+                ig_ldsm_x4(b, wbuf + ig_sw(tap * NB + p * 16 + b_co, b_half));
+#pragma unroll
+                for (int mt = 0; mt < 2; mt++) {
+                    ig_mma(acc[mt][2 * p], a[mt], b[0], b[1]);
+                    ig_mma(acc[mt][2 * p + 1], a[mt], b[2], b[3]);
+                }
+            }
+        }
+    }
+
+    /* C fragments: c0, c1 (pixel g, couts 2t, 2t+1), c2, c3 (pixel g + 8) */
+    const int oy = y0 + warp;
+    if (oy >= h) return;
+#pragma unroll
+    for (int j = 0; j < NCT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int co = cout0 + j * 8 + 2 * t + (e & 1);
+            if (co >= c_out) continue;
+            const float bv = bias ? bias[co] : 0.0f;
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                const int ox = x0 + mt * 16 + g + (e >> 1) * 8;
+                if (ox < w) y[((int64_t)co * h + oy) * w + ox] = acc[mt][j][e] + bv;
+            }
+        }
+}
+
+template <int NB>
+static size_t igemm_smem() {
+    return (size_t)16 * IG_POS * 4 + (size_t)IG_POS * 16 * 2 + (size_t)2 * 9 * NB * 16 * 2;
+}
+
+template <int NB, int MINB = (NB > 48 ? 1 : 2)>
+static cudaError_t launch_igemm(float *y, const float *x, const __nv_bfloat16 *wr,
+                                const float *bias, int c_in, int c_out, int h, int w,
+                                int cout_pad, cudaStream_t stream) {
+    const size_t smem = igemm_smem<NB>();
+    cudaError_t e = cudaFuncSetAttribute(conv3x3_igemm_kernel<NB, MINB>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((w + IG_TW - 1) / IG_TW), (unsigned)((h + IG_TH - 1) / IG_TH),
+              (unsigned)(cout_pad / NB));
+    conv3x3_igemm_kernel<NB, MINB><<<grid, IG_NT, smem, stream>>>(y, x, wr, bias, c_in, c_out, h, w,
+                                                           cout_pad);
+    return cudaGetLastError();
+}
+
 /* ==================================================================== */
 /* ---- kernel launchers ---- */
 /* ==================================================================== */
@@ -116,6 +338,45 @@ extern "C" cudaError_t mold_cuda_upsample2x(float *y, const float *x, int64_t c,
 /* ---- op entries ---- */
 /* ==================================================================== */
 
+/* The implicit-GEMM path (3x3, pad 1): weights re-laid into scratch (after
+ * a dequantization for block formats), then one kernel. */
+static mold_status conv3x3_igemm(cuda_backend *cb, float *y, const float *x, int64_t c_in,
+                                 int64_t h, int64_t w, const mold_weight *wt,
+                                 const float *bias) {
+    const int64_t c_out = wt->n_out, K = c_in * 9;
+    int nb = c_out % 96 == 0 ? 96 : c_out % 64 == 0 ? 64 : c_out > 16 ? 32 : 16;
+    if (g_conv_variant == 3 && c_out % 48 == 0) nb = 48; /* benchmark: 2 blocks per SM */
+    const int64_t cout_pad = (c_out + nb - 1) / nb * nb, n_ch = (c_in + 15) / 16;
+    const size_t wr_bytes = cuda_align256((size_t)n_ch * 9 * cout_pad * 16 * 2);
+    const bool plain = wt->dtype == MOLD_F32 || wt->dtype == MOLD_BF16;
+    const size_t wb_bytes = plain ? 0 : cuda_align256((size_t)c_out * K * 2);
+    void *scr;
+    MOLD_TRY(mold_cuda_scratch(cb, wr_bytes + wb_bytes, &scr));
+    __nv_bfloat16 *wr = (__nv_bfloat16 *)scr;
+    const __nv_bfloat16 *wb = (const __nv_bfloat16 *)wt->data;
+    if (!plain) {
+        __nv_bfloat16 *tmp = (__nv_bfloat16 *)((char *)scr + wr_bytes);
+        MOLD_CUDA_CHECK(cb, mold_cuda_dequant_bf16(wt->dtype, tmp, wt->data, c_out, K,
+                                                   wt->row_bytes, cb->stream));
+        wb = tmp;
+    }
+    const float *wf = wt->dtype == MOLD_F32 ? (const float *)wt->data : NULL;
+    const int64_t n_wr = n_ch * 9 * cout_pad * 16;
+    conv_w_prep_kernel<<<cuda_blocks(n_wr, 256), 256, 0, cb->stream>>>(
+        wr, wf, wf ? NULL : wb, (int)c_in, (int)c_out, (int)n_ch, (int)cout_pad);
+    MOLD_CUDA_LAUNCH_CHECK(cb);
+#define IG_ARGS y, x, wr, bias, (int)c_in, (int)c_out, (int)h, (int)w, (int)cout_pad, cb->stream
+    switch (nb) {
+    case 96: MOLD_CUDA_CHECK(cb, launch_igemm<96>(IG_ARGS)); break;
+    case 64: MOLD_CUDA_CHECK(cb, launch_igemm<64>(IG_ARGS)); break;
+    case 48: MOLD_CUDA_CHECK(cb, launch_igemm<48>(IG_ARGS)); break;
+    case 32: MOLD_CUDA_CHECK(cb, launch_igemm<32>(IG_ARGS)); break;
+    default: MOLD_CUDA_CHECK(cb, launch_igemm<16>(IG_ARGS)); break;
+    }
+#undef IG_ARGS
+    return MOLD_OK;
+}
+
 extern "C" mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const float *x,
                                            int64_t c_in, int64_t h, int64_t w,
                                            const mold_weight *wt, int64_t kh, int64_t kw,
@@ -136,6 +397,12 @@ extern "C" mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const flo
         return MOLD_ERR(MOLD_E_INVALID, "conv2d: kernel %lldx%lld larger than padded input %lldx%lld",
                         (long long)kh, (long long)kw, (long long)(h + 2 * pad), (long long)(w + 2 * pad));
     CUDA_OP(cb, "conv2d", c_in, h, w, c_out, kh, kw);
+    if (kh == 3 && kw == 3 && pad == 1 && (g_conv_variant == 0 || g_conv_variant == 3) &&
+        c_in * h * w < INT32_MAX &&
+        c_out < 65536 * 16) {
+        MOLD_TRY(conv3x3_igemm(cb, y, x, c_in, h, w, wt, bias));
+        return mold_cuda_op_done(cb);
+    }
     int64_t P = h_out * w_out;
     int64_t chunk = (int64_t)(CONV_COL_BYTES / ((size_t)K * 2));
     chunk = chunk < 256 ? 256 : chunk / 256 * 256; /* keeps y + p0 256-byte aligned */

@@ -1,7 +1,8 @@
 /*
  * conv.cuh — image ops of the CUDA backend on [C, H, W] f32: 2-D convolution
- * (stride 1, zero padding) as im2col into a bf16 scratch plus a cuBLASLt
- * GEMM with fp32 accumulation, and nearest-neighbour x2 upsampling.
+ * (stride 1, zero padding; bf16 tensor cores, fp32 accumulation) as an
+ * implicit GEMM for 3x3 pad 1, else im2col into a bf16 scratch plus a
+ * cuBLASLt GEMM, and nearest-neighbour x2 upsampling.
  */
 #ifndef MOLD_BACKEND_CUDA_CONV_CUH
 #define MOLD_BACKEND_CUDA_CONV_CUH
@@ -17,7 +18,10 @@ cudaError_t mold_cuda_im2col_bf16(__nv_bfloat16 *col, const float *x, int64_t c_
 cudaError_t mold_cuda_upsample2x(float *y, const float *x, int64_t c, int64_t h, int64_t w,
                                  cudaStream_t stream);
 
-/* Benchmark hook: 0 = im2col [K, P] + "NN" GEMM (default), 1 = [P, K] + "TN". */
+/* Benchmark hook: 0 = implicit GEMM for 3x3 pad 1, im2col [K, P] + "NN" GEMM
+ * otherwise (default); 1 = [P, K] + "TN" for all; 2 = [K, P] + "NN" for all;
+ * 3 = implicit GEMM with 48 couts per block. Also set from the environment
+ * (MOLD_CUDA_CONV_VARIANT) when a backend is created. */
 void mold_cuda_conv_set_variant(int v);
 
 mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const float *x, int64_t c_in,

@@ -8,6 +8,9 @@
  * per plan, so no allocation happens inside a forward pass. Weights are
  * copied host -> pinned staging -> device in 64 MiB pieces, alternating two
  * staging halves so the memcpy into one overlaps the DMA out of the other.
+ * With set_weight_hold(MOLD_BF16), block-format weights are dequantized
+ * once here into bf16 (matmul then skips its per-call dequantization; an
+ * embed() of such a table reads bf16-rounded rows).
  *
  * Threading: a backend is used from one host thread at a time (the op table
  * is not re-entrant); cudaSetDevice is called at creation only, so a process
@@ -216,6 +219,51 @@ static mold_status staged_upload(cuda_backend *cb, void *dst, const void *src, s
 /* ---- weights ---- */
 /* ==================================================================== */
 
+/* Hold as bf16 (set_weight_hold): the block-format rows go through scratch
+ * in pieces of about HOLD_PIECE_BYTES and are dequantized into dev by the
+ * kernel matmul uses per call (mold_cuda_dequant_bf16), so the held weight
+ * is bit for bit what matmul would have made. Stream order keeps a piece's
+ * kernel ahead of the next piece's copy into the same scratch. */
+#define HOLD_PIECE_BYTES ((size_t)64 << 20)
+
+static size_t g_hold_piece = HOLD_PIECE_BYTES;
+
+/* Test hook: piece size of held uploads (0 restores the default), so small
+ * weights exercise the piece loop. */
+extern "C" void mold_cuda_set_hold_piece_bytes(size_t bytes) {
+    g_hold_piece = bytes ? bytes : HOLD_PIECE_BYTES;
+}
+
+static mold_status hold_upload_bf16(cuda_backend *cb, __nv_bfloat16 *dev, const mold_tensor *t,
+                                    int64_t n_out, int64_t n_in, uint64_t row_bytes) {
+    int64_t rows = (int64_t)(g_hold_piece / row_bytes);
+    if (rows < 1) rows = 1;
+    if (rows > n_out) rows = n_out;
+    void *raw;
+    MOLD_TRY(mold_cuda_scratch(cb, (size_t)rows * row_bytes, &raw));
+    for (int64_t r0 = 0; r0 < n_out; r0 += rows) {
+        int64_t nr = n_out - r0 < rows ? n_out - r0 : rows;
+        MOLD_TRY(staged_upload(cb, raw, (const unsigned char *)t->data + (uint64_t)r0 * row_bytes,
+                               (size_t)nr * row_bytes));
+        MOLD_CUDA_CHECK(cb, mold_cuda_dequant_bf16(t->dtype, dev + r0 * n_in, raw, nr, n_in,
+                                                   row_bytes, cb->stream));
+    }
+    return MOLD_OK;
+}
+
+static bool is_block_format(mold_dtype t) {
+    const mold_dtype_info *info = mold_dtype_get(t);
+    return info && info->is_quant;
+}
+
+static mold_status be_set_weight_hold(mold_backend *be, mold_dtype hold) {
+    if (hold != MOLD_BF16 && hold != MOLD_DTYPE_INVALID)
+        return MOLD_ERR(MOLD_E_INVALID, "set_weight_hold: expected bf16 or invalid (as stored), "
+                        "got %s", mold_dtype_name(hold));
+    cuda_of(be)->hold = hold;
+    return MOLD_OK;
+}
+
 static mold_status be_weight_upload(mold_backend *be, const mold_tensor *t, int64_t n_out,
                                     int64_t n_in, mold_weight *out) {
     cuda_backend *cb = cuda_of(be);
@@ -235,10 +283,14 @@ static mold_status be_weight_upload(mold_backend *be, const mold_tensor *t, int6
         return MOLD_ERR(MOLD_E_FORMAT, "weight_upload %s: expected %llu bytes, got %llu", name,
                         (unsigned long long)bytes, (unsigned long long)t->n_bytes);
     CUDA_OP(cb, "weight_upload", n_out, n_in, (int64_t)t->dtype);
-    void *dev = be_alloc(be, bytes);
+    const bool hold_bf16 = cb->hold == MOLD_BF16 && is_block_format(t->dtype);
+    void *dev = be_alloc(be, hold_bf16 ? (size_t)n_out * n_in * 2 : bytes);
     if (!dev) return MOLD_E_NOMEM;
     mold_status st;
-    if (t->dtype == MOLD_F16) {
+    if (hold_bf16) {
+        st = hold_upload_bf16(cb, (__nv_bfloat16 *)dev, t, n_out, n_in, row_bytes);
+        out->dtype = MOLD_BF16;
+    } else if (t->dtype == MOLD_F16) {
         /* f16 weights become bf16: activations meet weights in bf16 GEMMs
          * (never f16, DESIGN.md principle 4). Raw f16 goes through scratch. */
         void *raw;
@@ -438,6 +490,7 @@ static const mold_backend_i CUDA_I = {
     mold_cuda_op_cfg_combine,
     mold_cuda_op_count_nonfinite,
     be_memory_stats,
+    be_set_weight_hold,
 };
 
 /* ==================================================================== */
@@ -485,8 +538,14 @@ extern "C" mold_status mold_backend_cuda_create(int device, mold_backend **out) 
     if (!cb) return MOLD_ERR(MOLD_E_NOMEM, "cuda: backend state");
     cb->base.i = &CUDA_I;
     cb->device = device;
+    cb->hold = MOLD_DTYPE_INVALID;
     const char *dbg = getenv("MOLD_CUDA_SYNC_DEBUG");
     cb->sync_debug = dbg && *dbg && strcmp(dbg, "0") != 0;
+    /* kernel variants (benchmarks, and a way back to the previous kernels):
+     * MOLD_CUDA_ATTN_VARIANT (attention.cu), MOLD_CUDA_CONV_VARIANT (conv.cu) */
+    const char *av = getenv("MOLD_CUDA_ATTN_VARIANT"), *cv = getenv("MOLD_CUDA_CONV_VARIANT");
+    if (av && *av) mold_cuda_attention_set_variant(atoi(av));
+    if (cv && *cv) mold_cuda_conv_set_variant(atoi(cv));
     mold_status st = create(cb);
     if (st != MOLD_OK) {
         be_destroy(&cb->base);

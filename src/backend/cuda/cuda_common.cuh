@@ -77,6 +77,7 @@ typedef struct cuda_backend {
     int64_t dims[6];
     cuda_gemm_plan plans[CUDA_N_PLANS]; /* small direct-mapped plan cache */
     size_t peak_used;         /* max device bytes in use seen after an alloc */
+    mold_dtype hold;          /* set_weight_hold: MOLD_BF16 or MOLD_DTYPE_INVALID */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(mold_backend *be) { return (cuda_backend *)be; }
