@@ -85,7 +85,7 @@ echo "synth q4_0 + q8_0: $(( $(date +%s) - t0 )) s, $(du -sh "$M" | cut -f1)" >>
 cat "$M"/transformer/* "$M"/text_encoder/* >/dev/null
 full() { "$MOLD" run "$M" "a lighthouse on a cliff at night, oil painting" --device cuda \
            --width 1024 --height 1024 --steps 2 --seed 3 --no-metadata -o "$WORK/full.png" "$@"; }
-for budget in "" 24G 16G 13G 12G; do
+for budget in "" 16G 12G; do
   log=$OUT/full-${budget:-free}.log
   t0=$(date +%s%N)
   if [ -n "$budget" ]; then full --memory-budget "$budget" >/dev/null 2>"$log"
