@@ -28,6 +28,17 @@ else
   cat "$TMP/run.err"; bad "golden pipeline: mold run failed"
 fi
 
+# 1b. the hd128 pipeline case (head dim 128, real RoPE axes, odd 7x5 token grid, CFG 3)
+H=$FIX/qwen-image-hd128
+read -r HH HW HS HG < <(python3 -c "
+import json; m = json.load(open('$H/cases/manifest.json')); print(m['height'], m['width'], m['steps'], m['true_cfg_scale'])")
+HP=$(python3 -c "import json;print(json.load(open('$H/cases/manifest.json'))['prompt'])")
+HN=$(python3 -c "import json;print(json.load(open('$H/cases/manifest.json'))['negative_prompt'])")
+if "$MOLD" run "$H/model" "$HP" -n "$HN" --height "$HH" --width "$HW" --steps "$HS" --guidance "$HG" \
+      --noise "$H/cases/pipeline.safetensors" --dump "$TMP/dump128" -o "$TMP/hd128.png" >/dev/null 2>"$TMP/run128.err" \
+   && python3 "$HERE/compare_trace.py" "$TMP/dump128/trace.safetensors" "$H/cases/pipeline.safetensors" \
+        --rel 1e-4 --u8-max 1; then ok "golden pipeline hd128"; else cat "$TMP/run128.err"; bad "golden pipeline hd128"; fi
+
 # 2. determinism: same seed twice; 1 vs 2 threads
 run_seed() { "$MOLD" run "$MODEL" "a lighthouse" --width 64 --height 48 --steps 2 --seed 1234 \
                --no-metadata "$@" 2>>"$TMP/det.err"; }
