@@ -63,6 +63,7 @@ struct mold_engine {
     bool text_open, dit_open, vae_open; /* container open and config settled */
     int n_loads_dit, n_loads_text, n_loads_vae; /* residency counters */
     int n_unloads_dit, n_unloads_text, n_unloads_vae;
+    uint64_t plan_peak0;        /* the backend's device peak at the last plan */
     uint64_t plan_base_in_use;  /* device bytes in use at the last plan that were
                                    not ours (for the measured-vs-predicted log) */
     mold_plan_hold hold_want[MOLD_COMP_COUNT];   /* hold for the next load (plan) */

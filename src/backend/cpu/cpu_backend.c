@@ -10,6 +10,7 @@
  * an owned f32 copy. The op families live in the sibling cpu_*.c files.
  */
 #include <cblas.h> /* defines: openblas_set_num_threads */
+#include <cpuid.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,19 @@ void mold_cpu_set_simd(bool enabled) { g_simd = enabled; }
 
 bool mold_cpu_use_avx2(void) { return g_simd && __builtin_cpu_supports("avx2"); }
 
-bool mold_cpu_use_f16c(void) {
-    return g_simd && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+/* F16C is CPUID.1:ECX bit 29, read directly: clang 14's
+ * __builtin_cpu_supports() does not know the "f16c" feature string (the
+ * fuzz build uses clang). */
+static bool cpu_has_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        unsigned a, b, c, d;
+        cached = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+    }
+    return cached == 1;
 }
+
+bool mold_cpu_use_f16c(void) { return g_simd && __builtin_cpu_supports("avx") && cpu_has_f16c(); }
 
 /* ---- parallel loop ---- */
 

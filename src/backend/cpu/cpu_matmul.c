@@ -14,7 +14,6 @@
  * L2 while sgemm reads it).
  */
 #include <cblas.h> /* defines: cblas_sgemm */
-#include <cpuid.h>
 #include <immintrin.h>
 #include <limits.h>
 #include <string.h>
@@ -71,19 +70,8 @@ static void bf16_row(const uint16_t *s, float *d, int64_t n) {
         mold_bf16_to_f32_n(s, d, (size_t)n);
 }
 
-/* F16C is CPUID.1:ECX bit 29. Read directly: clang 14's
- * __builtin_cpu_supports() does not know the "f16c" feature string. */
-static int has_f16c(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        unsigned a, b, c, d;
-        cached = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
-    }
-    return cached;
-}
-
 static void f16_row(const uint16_t *s, float *d, int64_t n) {
-    if (has_f16c() && __builtin_cpu_supports("avx"))
+    if (mold_cpu_use_f16c())
         f16_to_f32_f16c(s, d, n);
     else
         mold_f16_to_f32_n(s, d, (size_t)n);

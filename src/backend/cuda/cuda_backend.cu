@@ -71,6 +71,9 @@ extern "C" mold_status mold_cuda_scratch(cuda_backend *cb, size_t bytes, void **
                             cb->op ? cb->op : "?", grow, cudaGetErrorString(e));
         }
         cb->scratch_bytes = grow;
+        size_t free_b = 0, total_b = 0; /* the peak counts scratch too (memory_stats) */
+        if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess && total_b - free_b > cb->peak_used)
+            cb->peak_used = total_b - free_b;
         MOLD_LOGI("cuda: scratch grown to %.1f MiB for op %s", grow / 1048576.0,
                   cb->op ? cb->op : "?");
     }
