@@ -5,6 +5,7 @@
 #   1. test_cuda_ops (every op vs the CPU backend; the new kernels and their predecessors);
 #      when the attention or conv group fails, the rest runs on the predecessor kernel
 #      (MOLD_CUDA_ATTN_VARIANT=4 / MOLD_CUDA_CONV_VARIANT=2), which the same group verifies;
+#      when the flash4 (wgmma) group passes, the rest runs on flash4 (variant 6);
 #   2. cuda_check --fast (attention and conv rows, new vs previous kernel);
 #   3. synth q4_0 transformer + q8_0 text encoder; mold bench 1328 (123 words) and 1024
 #      (27 words); two warm `mold run` 1328 x 1 step;
@@ -27,6 +28,13 @@ grep -E "^\[  (PASSED|FAILED)|^\[  FAILED|differ from|rel [0-9.e-]+ > " "$OUT/op
   [ $grp = test_attention ] && export MOLD_CUDA_ATTN_VARIANT=4
   [ $grp = test_conv2d ] && export MOLD_CUDA_CONV_VARIANT=2
 done
+# flash4 (wgmma) is taken for the rest only when its own group passes
+if [ -z "${MOLD_CUDA_ATTN_VARIANT:-}" ] && MOLD_CUDA_TEST_FILTER=test_attention_flash4 \
+    timeout 60 "$T/test_cuda_ops" >/tmp/ops-f4.log 2>&1; then
+  export MOLD_CUDA_ATTN_VARIANT=6
+else
+  cp /tmp/ops-f4.log "$OUT/" 2>/dev/null; grep -E "rel|FAIL|error" /tmp/ops-f4.log | tail -6
+fi
 echo "kernels: attention variant ${MOLD_CUDA_ATTN_VARIANT:-0}, conv variant ${MOLD_CUDA_CONV_VARIANT:-0}"
 echo "== 2. cuda_check --fast"
 timeout 90 "$T/cuda_check" --fast >"$OUT/check.log" 2>&1

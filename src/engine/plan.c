@@ -47,7 +47,9 @@
  * plus a bf16 copy of a block-quantized weight), attention (bf16 q, k, v;
  * plus the score chunk when the head dim rules out the flash kernel) and
  * conv2d (im2col chunks of at most 256 MiB, plus a bf16 copy of non-bf16
- * kernels). Change them together.
+ * kernels). Change them together. Since the 3x3 pad-1 convs take the
+ * implicit GEMM (scratch: the re-laid kernel, a few MiB) and held weights
+ * skip the bf16 weight copy, the conv and matmul terms are upper bounds.
  */
 #include "plan.h"
 

@@ -228,7 +228,7 @@ static void at_run(void *p) {
  * padding); CPU reference on two of the heads. */
 static const char *const FA_VARIANTS[] = {"flash3 4w x32 k64", "flash1 4w x16", "flash2 8w x32",
                                           "flash2 4w x16", "flash2 4w x32 k32",
-                                          "flash3 8w x32 k64"};
+                                          "flash3 8w x32 k64", "flash4 wgmma 2wg k64"};
 
 static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm,
                             int variant) {
@@ -391,6 +391,7 @@ int main(int argc, char **argv) {
 
     if (fast) {
         check_attention(S, 24, 128, 20, 0, 0);
+        check_attention(S, 24, 128, 20, 0, 6);
         check_attention(S, 24, 128, 20, 0, 4);
         check_conv(96, 1328, 1328, 96, 0);
         check_conv(96, 1328, 1328, 96, 2);
@@ -436,8 +437,8 @@ int main(int argc, char **argv) {
     check_matmul(MOLD_BF16, S_IMG, D, D, 64);  /* attention projections */
     check_matmul(MOLD_Q4_K, S_IMG, D, F, 64);
     check_matmul(MOLD_Q8_0, S_IMG, D, F, 64);
-    const int fa[] = {0, 4, 5, 1};
-    for (int v = 0; v < 4; v++) check_attention(S, 24, 128, 20, 0, fa[v]);
+    const int fa[] = {0, 6, 4, 5, 1};
+    for (int v = 0; v < 5; v++) check_attention(S, 24, 128, 20, 0, fa[v]);
     check_attention(S, 24, 128, 20, 1, 0);
     check_conv(96, 1328, 1328, 96, 0);
     check_conv(96, 1328, 1328, 96, 3);

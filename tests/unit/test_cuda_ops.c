@@ -31,7 +31,8 @@
 
 /* attention.cu: forces the GEMM attention path (compares both paths). */
 void mold_cuda_attention_force_gemm(int on);
-/* attention.cu: flash kernel variant (0 default flash2, 1 first kernel, ...). */
+/* attention.cu: flash kernel variant (0 default flash3, 1 first kernel, ...,
+ * 4 flash2, 6 flash4 wgmma). */
 void mold_cuda_attention_set_variant(int v);
 /* conv.cu: conv2d variant (0 default implicit GEMM, 1 K-contiguous columns,
  * 2 im2col [K, P], 3 implicit GEMM with 48 couts per block). */
@@ -430,8 +431,30 @@ static void test_attention(void **state) {
         check_attention(100, 90, 2, 1, 16, 1, 0, 0);
         check_attention(20, 10, 2, 2, 64, 0, 1, 0);
         check_attention(300, 300, 4, 1, 128, 2, 1, 0);
+        check_attention(300, 333, 2, 2, 128, 0, 0, 0);
+        check_attention(200, 389, 3, 3, 128, 2, 0, 0);
+        check_attention(50, 70, 8, 2, 128, 0, 1, 0);
+        check_attention(20, 10, 2, 2, 128, 0, 1, 0);
         mold_cuda_attention_set_variant(0);
     }
+}
+
+/* flash4 (variant 6: wgmma, head dim 128; flash3 where not built for
+ * sm_90a): its own test so a lease can tell it from the other kernels. */
+static void test_attention_flash4(void **state) {
+    (void)state;
+    mold_cuda_attention_set_variant(6);
+    check_attention(130, 200, 2, 2, 128, 1, 0, 0);
+    check_attention(65, 65, 28, 4, 128, 1, 1, 0);
+    check_attention(300, 300, 4, 1, 128, 2, 1, 0);
+    check_attention(300, 333, 2, 2, 128, 0, 0, 0);
+    check_attention(200, 389, 3, 3, 128, 2, 0, 0);
+    check_attention(50, 70, 8, 2, 128, 0, 1, 0);
+    check_attention(20, 10, 2, 2, 128, 0, 1, 0);
+    check_attention(129, 64, 2, 2, 128, 0, 0, 0);
+    check_attention(77, 77, 2, 2, 64, 1, 0, 0); /* d 64: flash3 */
+    check_attention(150, 200, 2, 2, 128, 2, 0, 2); /* scale < 0: flash2 */
+    mold_cuda_attention_set_variant(0);
 }
 
 static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, int64_t d,
@@ -648,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_flash4),
         cmocka_unit_test(test_attention_errors),
         cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_cfg_combine),

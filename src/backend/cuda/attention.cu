@@ -705,6 +705,307 @@ flash3_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
 }
 
 /* ==================================================================== */
+/* ---- CUDA kernels: flash4 (Hopper wgmma, sm_90a) ---- */
+/* ==================================================================== */
+
+/* flash4_kernel: the FlashAttention loop on Hopper's warpgroup MMA (PTX
+ * wgmma.mma_async), head dim 128. A block is two warpgroups (256 threads),
+ * 128 query rows (64 per warpgroup); keys in tiles of 64, double-buffered
+ * by cp.async into the "no swizzle" canonical layouts wgmma reads through
+ * matrix descriptors (8 x 16-byte core matrices, K-major):
+ *   K tile   [64 keys][128 d]: core matrix (key/8, d/8) at ((key/8) * 16 +
+ *            d/8) * 128 bytes; descriptor LBO (next 8 d) 128, SBO (next 8
+ *            keys) 2048;
+ *   V^T tile [128 d][64 keys] from V^T in global memory (the op entry
+ *            transposes V while converting it to bf16): core matrix (d/8,
+ *            key/8) at ((d/8) * 8 + key/8) * 128; LBO 128, SBO 1024.
+ * Per tile and warpgroup: S[64 x 64] = Q K^T by 8 wgmma m64n64k16 with Q
+ * in registers (A fragments loaded once), the online softmax of flash3 on
+ * the S accumulators (wgmma's accumulator layout is mma.sync's C layout per
+ * 8 columns), then O[64 x 128] += P V by 4 wgmma m64n128k16 with P as the
+ * A operand straight from registers. Both are waited for before the
+ * registers are touched (warpgroup_fence_operand-style empty asm pins the
+ * compiler's ordering). cp.async writes are made visible to the async proxy
+ * (fence.proxy.async) before the barrier that publishes a tile. */
+#define F4_D 128
+#define F4_BK 64
+#define F4_BQ 128
+#define F4_TILE_BYTES (F4_BK * F4_D * 2) /* one K or V^T tile */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* D[64 x 64] (+)= A[64 x 16] (registers) . B[16 x 64] (shared, descriptor) */
+__device__ __forceinline__ void wgmma_m64n64k16(float d[32], const uint32_t a[4], uint64_t desc_b,
+                                               int accumulate) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
+}
+
+/* D[64 x 128] (+)= A[64 x 16] (registers) . B[16 x 128] (shared, descriptor) */
+__device__ __forceinline__ void wgmma_m64n128k16(float d[64], const uint32_t a[4], uint64_t desc_b,
+                                               int accumulate) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
+}
+
+
+__device__ __forceinline__ void wgmma_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_wait0() {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+/* Pins the compiler's ordering of register reads/writes around wgmma. */
+template <int N>
+__device__ __forceinline__ void fence_regs(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void fence_regs_u(uint32_t (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+/* Shared-memory matrix descriptor, no swizzle (PTX ISA "Matrix Descriptor
+ * Format": start address, LBO, SBO, each encoded as (x & 0x3FFFF) >> 4). */
+__device__ __forceinline__ uint64_t gmma_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    return (uint64_t)((saddr & 0x3FFFF) >> 4) | (uint64_t)((lbo & 0x3FFFF) >> 4) << 16 |
+           (uint64_t)((sbo & 0x3FFFF) >> 4) << 32;
+}
+
+/* One tile of K (64 keys x 128 d from kb) and V^T (128 d x 64 keys from vt)
+ * into the canonical layouts; keys >= skv of K are zero-filled (V^T is
+ * zero-padded to skv_pad in global memory). */
+__device__ __forceinline__ void f4_load_tile(unsigned char *ks, unsigned char *vs,
+                                             const __nv_bfloat16 *kb, const __nv_bfloat16 *vt,
+                                             int k0, int skv, int skv_pad, int64_t kstride,
+                                             int hk) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int c = threadIdx.x + 256 * i, key = c >> 4, dc = c & 15;
+        const bool ok = k0 + key < skv;
+        const __nv_bfloat16 *src = kb + (ok ? (int64_t)(k0 + key) * kstride : 0) +
+                                   (int64_t)hk * F4_D + dc * 8;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(ks + ((key >> 3) * 16 + dc) * 128 +
+                                                          (key & 7) * 16);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                     "r"(ok ? 16 : 0));
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int c = threadIdx.x + 256 * i, d = c >> 3, kc = c & 7;
+        const __nv_bfloat16 *src = vt + ((int64_t)hk * F4_D + d) * skv_pad + k0 + kc * 8;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(vs + ((d >> 3) * 8 + kc) * 128 +
+                                                          (d & 7) * 16);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+}
+#endif
+
+__global__ void __launch_bounds__(256, 1)
+flash4_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+              const __nv_bfloat16 *vt, int sq, int skv, int skv_pad, int hq, int hkv,
+              float scale_log2, const float *key_valid, int causal) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    extern __shared__ __align__(128) unsigned char f4_smem[];
+    unsigned char *Kbuf = f4_smem;                     /* [2][F4_TILE_BYTES] */
+    unsigned char *Vbuf = f4_smem + 2 * F4_TILE_BYTES; /* [2][F4_TILE_BYTES] */
+
+    const int h = blockIdx.y, hk = h / (hq / hkv);
+    const int q0 = blockIdx.x * F4_BQ;
+    const int wg = threadIdx.x >> 7, wq = (threadIdx.x >> 5) & 3;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int64_t qstride = (int64_t)hq * F4_D, kstride = (int64_t)hkv * F4_D;
+    const int shift = skv - sq;
+    int kv_end = skv;
+    if (causal) kv_end = max(0, min(skv, q0 + F4_BQ + shift));
+    const int n_tiles = (kv_end + F4_BK - 1) / F4_BK;
+    const int row0 = q0 + wg * 64 + wq * 16 + g; /* this thread's rows: row0, row0 + 8 */
+    const int warp_row0 = q0 + wg * 64 + wq * 16;
+
+    if (n_tiles > 0) f4_load_tile(Kbuf, Vbuf, k, vt, 0, skv, skv_pad, kstride, hk);
+
+    /* Q A fragments (rows row0 / row0 + 8), loaded once from global memory */
+    uint32_t qf[F4_D / 16][4];
+    {
+        const uint32_t *qr0 = (const uint32_t *)(q + (int64_t)row0 * qstride + (int64_t)h * F4_D);
+        const uint32_t *qr1 = (const uint32_t *)(q + (int64_t)(row0 + 8) * qstride +
+                                                 (int64_t)h * F4_D);
+        const bool ok0 = row0 < sq, ok1 = row0 + 8 < sq;
+#pragma unroll
+        for (int kk = 0; kk < F4_D / 16; kk++) {
+            qf[kk][0] = ok0 ? qr0[kk * 8 + t] : 0u;
+            qf[kk][1] = ok1 ? qr1[kk * 8 + t] : 0u;
+            qf[kk][2] = ok0 ? qr0[kk * 8 + 4 + t] : 0u;
+            qf[kk][3] = ok1 ? qr1[kk * 8 + 4 + t] : 0u;
+        }
+    }
+
+    float o[F4_D / 2], s[F4_BK / 2];
+#pragma unroll
+    for (int i = 0; i < F4_D / 2; i++) o[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < F4_BK / 2; i++) s[i] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const uint32_t kbase = (uint32_t)__cvta_generic_to_shared(Kbuf);
+    const uint32_t vbase = (uint32_t)__cvta_generic_to_shared(Vbuf);
+
+    for (int it = 0; it < n_tiles; it++) {
+        const int k0 = it * F4_BK;
+        const bool excl = __any_sync(0xffffffffu, !key_ok(key_valid, k0 + lane, skv) ||
+                                                      !key_ok(key_valid, k0 + 32 + lane, skv));
+        asm volatile("cp.async.wait_group 0;\n" ::);
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        __syncthreads(); /* tile it visible to wgmma; tile it-1's buffers are free */
+        if (it + 1 < n_tiles)
+            f4_load_tile(Kbuf + ((it + 1) & 1) * F4_TILE_BYTES,
+                         Vbuf + ((it + 1) & 1) * F4_TILE_BYTES, k, vt, k0 + F4_BK, skv, skv_pad,
+                         kstride, hk);
+        const uint32_t ks = kbase + (it & 1) * F4_TILE_BYTES, vs = vbase + (it & 1) * F4_TILE_BYTES;
+
+        /* S = Q K^T */
+        fence_regs(s);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < F4_D / 16; kk++)
+            wgmma_m64n64k16(s, qf[kk], gmma_desc(ks + kk * 256, 128, 2048), kk > 0);
+        wgmma_commit();
+        wgmma_wait0();
+        fence_regs(s);
+
+        /* masking where needed; s[4j + e]: row row0 + (e >> 1) * 8, key 8j + 2t + (e & 1) */
+        const bool diag = causal && k0 + F4_BK - 1 > warp_row0 + shift;
+        if (excl || diag) {
+            const uint64_t bits =
+                (uint64_t)__ballot_sync(0xffffffffu, key_ok(key_valid, k0 + 32 + lane, skv)) << 32 |
+                __ballot_sync(0xffffffffu, key_ok(key_valid, k0 + lane, skv));
+#pragma unroll
+            for (int j = 0; j < F4_BK / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int col = j * 8 + 2 * t + (e & 1);
+                    bool vis = (bits >> col) & 1;
+                    if (causal && k0 + col > row0 + (e >> 1) * 8 + shift) vis = false;
+                    if (!vis) s[4 * j + e] = -INFINITY;
+                }
+        }
+        /* online softmax (as flash3): rescale O only when a row maximum grew */
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float mx = m[r];
+#pragma unroll
+            for (int j = 0; j < F4_BK / 8; j++)
+                mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float ref = mx == -INFINITY ? 0.0f : mx;
+            if (__any_sync(0xffffffffu, mx > m[r])) {
+                const float alpha = ex2_approx((m[r] - ref) * scale_log2);
+                l[r] *= alpha;
+#pragma unroll
+                for (int j = 0; j < F4_D / 8; j++) {
+                    o[4 * j + 2 * r] *= alpha;
+                    o[4 * j + 2 * r + 1] *= alpha;
+                }
+            }
+            m[r] = mx;
+            const float nref = -ref * scale_log2;
+            float sum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < F4_BK / 8; j++) {
+                const float p0 = ex2_approx(fmaf(s[4 * j + 2 * r], scale_log2, nref));
+                const float p1 = ex2_approx(fmaf(s[4 * j + 2 * r + 1], scale_log2, nref));
+                s[4 * j + 2 * r] = p0;
+                s[4 * j + 2 * r + 1] = p1;
+                sum += p0 + p1;
+            }
+            l[r] += sum;
+        }
+
+        /* O += P V: P as the register A operand, 16 keys per wgmma */
+        uint32_t pa[F4_BK / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < F4_BK / 16; kk++) {
+            pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+            pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+            pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+            pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+            fence_regs_u(pa[kk]);
+        }
+        fence_regs(o);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < F4_BK / 16; kk++)
+            wgmma_m64n128k16(o, pa[kk], gmma_desc(vs + kk * 256, 128, 1024), 1);
+        wgmma_commit();
+        wgmma_wait0();
+        fence_regs(o);
+    }
+    asm volatile("cp.async.wait_group 0;\n" ::);
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        const int row = row0 + r * 8;
+        if (row >= sq) continue;
+        const float inv = lr > 0.0f ? 1.0f / lr : 0.0f;
+        float *orow = out + (int64_t)row * qstride + (int64_t)h * F4_D + 2 * t;
+#pragma unroll
+        for (int j = 0; j < F4_D / 8; j++)
+            *(float2 *)(orow + j * 8) = make_float2(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+    }
+#endif
+}
+
+/* vt[hk][d][j] = bf16(v[j, hk, d]) for j < skv, 0 for skv <= j < skv_pad: a
+ * 32 x 32 tile transpose through shared memory (coalesced both ways). */
+__global__ void v_transpose_bf16_kernel(__nv_bfloat16 *vt, const float *v, int skv, int skv_pad,
+                                        int hkv, int d) {
+    __shared__ float tile[32][33];
+    const int j0 = blockIdx.x * 32, d0 = blockIdx.y * 32, hk = blockIdx.z;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const int j = j0 + i;
+        tile[i][threadIdx.x] = j < skv ? v[((int64_t)j * hkv + hk) * d + d0 + threadIdx.x] : 0.0f;
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += 8)
+        vt[((int64_t)hk * d + d0 + i) * skv_pad + j0 + threadIdx.x] =
+            __float2bfloat16_rn(tile[threadIdx.x][i]);
+}
+
+/* ==================================================================== */
 /* ---- CUDA kernels: GEMM path softmax ---- */
 /* ==================================================================== */
 
@@ -808,6 +1109,23 @@ static cudaError_t launch_flash3(float *out, const __nv_bfloat16 *q, const __nv_
     return cudaGetLastError();
 }
 
+/* flash4 (variant 6): V arrives as V^T [hkv][128][skv_pad] bf16. */
+static cudaError_t launch_flash4(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                                 const __nv_bfloat16 *vt, int64_t sq, int64_t skv,
+                                 int64_t skv_pad, int64_t hq, int64_t hkv, float scale,
+                                 const float *key_valid, bool causal, cudaStream_t stream) {
+    const size_t smem = 4 * (size_t)F4_TILE_BYTES;
+    cudaError_t e = cudaFuncSetAttribute(flash4_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)smem);
+    if (e != cudaSuccess) return e;
+    dim3 grid((unsigned)((sq + F4_BQ - 1) / F4_BQ), (unsigned)hq);
+    const float log2e = 1.4426950408889634f;
+    flash4_kernel<<<grid, 256, smem, stream>>>(out, q, k, vt, (int)sq, (int)skv, (int)skv_pad,
+                                               (int)hq, (int)hkv, scale * log2e, key_valid,
+                                               causal ? 1 : 0);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16 *q,
                                                  const __nv_bfloat16 *k,
                                                  const __nv_bfloat16 *v, int64_t sq,
@@ -821,7 +1139,9 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
      * scale goes to flash2). The others are kept for cuda_check's comparison:
      * 1 = first kernel (4 warps x 16 rows, Q in registers), 2 = flash2 with
      * 8 warps, 3 = flash2 with 16 rows per warp, 4 = flash2 (4 warps x 32
-     * rows, 32-key tiles; the default before flash3), 5 = flash3, 8 warps. */
+     * rows, 32-key tiles; the default before flash3), 5 = flash3, 8 warps;
+     * 6 = flash4 (wgmma, head dim 128, sm_90a builds) is chosen in the op
+     * entry, which prepares V^T for it. */
     const bool pos = scale > 0.0f;
     switch (g_fa_variant) {
     case 1:
@@ -916,8 +1236,14 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
         return mold_cuda_op_done(cb);
     }
     bool flash = !g_force_gemm && d % 16 == 0 && d <= 128;
+#if defined(MOLD_CUDA_SM90A)
+    const bool f4 = flash && g_fa_variant == 6 && d == F4_D && scale > 0.0f;
+#else
+    const bool f4 = false; /* built without sm_90a: no wgmma */
+#endif
+    const int64_t skv_pad = (skv + F4_BK - 1) / F4_BK * F4_BK;
     size_t qb_bytes = cuda_align256((size_t)sq * hq * d * 2);
-    size_t kb_bytes = cuda_align256((size_t)skv * hkv * d * 2);
+    size_t kb_bytes = cuda_align256((size_t)(f4 ? skv_pad : skv) * hkv * d * 2);
     size_t extra = 0;
     if (!flash) {
         size_t need = (size_t)skv * 6 + 1024; /* at least one row of scores + probabilities */
@@ -932,6 +1258,16 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
     __nv_bfloat16 *vb = (__nv_bfloat16 *)((char *)scr + qb_bytes + kb_bytes);   /* (skv, hkv, d) */
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(qb, q, sq * hq * d, cb->stream));
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(kb, k, skv * hkv * d, cb->stream));
+    if (f4) { /* vb holds V^T [hkv][d][skv_pad] */
+        dim3 tgrid((unsigned)(skv_pad / 32), (unsigned)(d / 32), (unsigned)hkv);
+        v_transpose_bf16_kernel<<<tgrid, dim3(32, 8), 0, cb->stream>>>(vb, v, (int)skv,
+                                                                       (int)skv_pad, (int)hkv,
+                                                                       (int)d);
+        MOLD_CUDA_LAUNCH_CHECK(cb);
+        MOLD_CUDA_CHECK(cb, launch_flash4(out, qb, kb, vb, sq, skv, skv_pad, hq, hkv, scale,
+                                          key_valid, causal, cb->stream));
+        return mold_cuda_op_done(cb);
+    }
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(vb, v, skv * hkv * d, cb->stream));
     if (flash) {
         MOLD_CUDA_CHECK(cb, mold_cuda_flash_attention(out, qb, kb, vb, sq, skv, hq, hkv, d, scale,
