@@ -1,7 +1,8 @@
 # mold — the two commands of the README, and helpers.
 #   make demo   install what is missing, build, generate an image with the bundled tiny model
-#   make test   install what is missing, build, run every test (ctest), the sanitizer build
-#               of the unit tests, and each fuzzer for a bounded time
+#   make test   install what is missing, build, run every test (ctest), every test again in
+#               an ASan+UBSan build (unit, golden, and e2e through an instrumented binary),
+#               and each fuzzer for a bounded time
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -34,7 +35,7 @@ test-asan:
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMOLD_SANITIZE=ON -DMOLD_CUDA=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@bash scripts/fetch-tokenizer.sh $(ASAN_BUILD)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -L unit
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 test-fuzz:
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMOLD_FUZZ=ON -DMOLD_TESTS=OFF -DMOLD_CUDA=OFF >/dev/null
