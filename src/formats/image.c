@@ -39,20 +39,25 @@ mold_status mold_png_encode(const uint8_t *rgb, int w, int h, const mold_png_tex
             st = MOLD_ERR(MOLD_E_NOMEM, "png: out of memory");
             goto done;
         }
+        uint32_t n_set = 0;
         for (size_t i = 0; i < n_text; i++) {
             size_t kl = strlen(text[i].key);
             if (kl == 0 || kl > 79) {
                 st = MOLD_ERR(MOLD_E_INVALID, "png: text key '%s' must be 1..79 bytes", text[i].key);
                 goto done;
             }
-            memcpy(chunks[i].keyword, text[i].key, kl);
-            chunks[i].type = SPNG_ITXT;
-            chunks[i].text = (char *)text[i].value;
-            chunks[i].length = strlen(text[i].value);
-            chunks[i].language_tag = "";
-            chunks[i].translated_keyword = "";
+            /* libspng refuses zero-length text (EINVAL for the whole image):
+             * an empty value (e.g. an empty prompt) is left out instead. */
+            if (!text[i].value[0]) continue;
+            struct spng_text *c = &chunks[n_set++];
+            memcpy(c->keyword, text[i].key, kl);
+            c->type = SPNG_ITXT;
+            c->text = (char *)text[i].value;
+            c->length = strlen(text[i].value);
+            c->language_tag = "";
+            c->translated_keyword = "";
         }
-        err = spng_set_text(ctx, chunks, (uint32_t)n_text);
+        if (n_set) err = spng_set_text(ctx, chunks, n_set);
     }
     if (!err)
         err = spng_encode_image(ctx, rgb, (size_t)w * (size_t)h * 3, SPNG_FMT_PNG,

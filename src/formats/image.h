@@ -16,7 +16,7 @@
 
 typedef struct mold_png_text {
     const char *key;   /* 1..79 Latin-1 printable characters, e.g. "mold:prompt" */
-    const char *value; /* UTF-8 */
+    const char *value; /* UTF-8; an empty value writes no chunk (PNG readers see it absent) */
 } mold_png_text;
 
 /* Encodes to a malloc'd buffer (*png, *png_len; caller frees). */
