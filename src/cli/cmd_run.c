@@ -93,7 +93,9 @@ static int parse_size(const char *opt, const char *s, uint64_t *out) {
               : *end == 'G' || *end == 'g' ? 30 : *end == 'T' || *end == 't' ? 40 : -1;
         if (shift >= 0) end++;
     }
-    if (errno || end == s || *end || shift < 0 || !(v > 0) || v * (double)(1ull << shift) > 1e15) {
+    /* below one byte would truncate to 0, which means "no budget" */
+    if (errno || end == s || *end || shift < 0 || !(v * (double)(1ull << shift) >= 1.0) ||
+        v * (double)(1ull << shift) > 1e15) {
         fprintf(stderr, "mold run: %s: expected a size like 24G, 512M or a byte count, got '%s'\n",
                 opt, s);
         return -1;
