@@ -63,6 +63,7 @@ const char *mold_engine_model_name(const mold_engine *e);
 /* ---- requests ---- */
 #define MOLD_MAX_PROMPT_BYTES 77000
 #define MOLD_MAX_PIXELS 1800000  /* 1.8 megapixels */
+#define MOLD_MAX_SEED ((1ull << 53) - 1) /* exact as a JSON number */
 
 typedef struct mold_request {
     const char *prompt;           /* UTF-8, required */

@@ -69,6 +69,10 @@ mold_result_code mold_request_validate(const mold_request *r) {
     if (!(r->guidance >= 0.0f && r->guidance <= 100.0f))
         return MOLD_ERR(MOLD_E_INVALID, "guidance: expected 0..100, got %g", (double)r->guidance);
     if (r->vae_tile < 0) return MOLD_ERR(MOLD_E_INVALID, "vae_tile: expected >= 0, got %d", r->vae_tile);
+    /* Seeds are written to the PNG metadata as JSON numbers: keep them exact. */
+    if (r->seed > MOLD_MAX_SEED)
+        return MOLD_ERR(MOLD_E_INVALID, "seed: expected 0..%llu (2^53 - 1), got %llu",
+                        (unsigned long long)MOLD_MAX_SEED, (unsigned long long)r->seed);
     if (r->cfg_batch < 0 || r->cfg_batch > 2 || (r->cfg_batch == 2 && !(r->guidance > 1.0f)))
         return MOLD_ERR(MOLD_E_INVALID, "cfg_batch: expected 0, 1%s, got %d",
                         r->guidance > 1.0f ? " or 2" : " (guidance <= 1 runs one pass)",
