@@ -114,7 +114,7 @@ expect_error "/nonexistent-model" /nonexistent-model "x"
 mkdir -p "$TMP/incomplete" && cp -r "$MODEL"/model_index.json "$MODEL"/transformer "$MODEL"/scheduler "$TMP/incomplete/"
 expect_error "missing" "$TMP/incomplete" "x" --width 32 --height 32 --steps 1
 expect_error "unknown option" "$MODEL" "x" --bogus
-expect_error "seed: expected 0..9007199254740991" "$MODEL" "x" --width 32 --height 32 --steps 1 --seed 9007199254740991 --batch 2
+expect_error "seed: expected 0..9007199254740991" "$MODEL" "x" --width 32 --height 32 --steps 1 --seed 9007199254740991 --batch 2 -o "$TMP/seed.png"
 
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
