@@ -155,27 +155,22 @@ static mold_status trace_prompt(run_ctx *c, const prompt_cache_entry *p, const c
 
 /* ---- noise and latent layout ---- */
 
-/* X[n = r*tok_w + col][ch*4 + dy*2 + dx] = z[ch][2r+dy][2col+dx] (spec 5.4). */
-static void pack_latents(const float *z, int tok_h, int tok_w, float *x) {
+/* The one latent layout map (spec 5.4), used in both directions:
+ *   X[n = r*tok_w + col][ch*4 + dy*2 + dx] = z[ch][2r+dy][2col+dx]
+ * to_packed: dst = X (packed [n_img, 64]) from src = z (unpacked
+ * [16, 2 tok_h, 2 tok_w]); otherwise dst = z from src = X. */
+static void relayout_latents(const float *src, float *dst, int tok_h, int tok_w, bool to_packed) {
     int lh = tok_h * 2, lw = tok_w * 2;
     for (int r = 0; r < tok_h; r++)
         for (int col = 0; col < tok_w; col++)
             for (int ch = 0; ch < LATENT_CH; ch++)
                 for (int dy = 0; dy < 2; dy++)
-                    for (int dx = 0; dx < 2; dx++)
-                        x[((size_t)r * tok_w + col) * PACKED_DIM + ch * 4 + dy * 2 + dx] =
-                            z[((size_t)ch * lh + 2 * r + dy) * lw + 2 * col + dx];
-}
-
-static void unpack_latents(const float *x, int tok_h, int tok_w, float *z) {
-    int lh = tok_h * 2, lw = tok_w * 2;
-    for (int r = 0; r < tok_h; r++)
-        for (int col = 0; col < tok_w; col++)
-            for (int ch = 0; ch < LATENT_CH; ch++)
-                for (int dy = 0; dy < 2; dy++)
-                    for (int dx = 0; dx < 2; dx++)
-                        z[((size_t)ch * lh + 2 * r + dy) * lw + 2 * col + dx] =
-                            x[((size_t)r * tok_w + col) * PACKED_DIM + ch * 4 + dy * 2 + dx];
+                    for (int dx = 0; dx < 2; dx++) {
+                        size_t xi = ((size_t)r * tok_w + col) * PACKED_DIM + ch * 4 + dy * 2 + dx;
+                        size_t zi = ((size_t)ch * lh + 2 * r + dy) * lw + 2 * col + dx;
+                        if (to_packed) dst[xi] = src[zi];
+                        else dst[zi] = src[xi];
+                    }
 }
 
 /* Initial packed latents [n_img, 64]: from --noise, or seeded Philox noise
@@ -198,7 +193,7 @@ static mold_status make_noise(run_ctx *c, float *x) {
     float *z = malloc(n * sizeof(float));
     if (!z) return MOLD_ERR(MOLD_E_NOMEM, "noise: out of memory");
     mold_philox_normal(c->r->seed, z, n);
-    pack_latents(z, c->tok_h, c->tok_w, x);
+    relayout_latents(z, x, c->tok_h, c->tok_w, true);
     free(z);
     return MOLD_OK;
 }
@@ -367,7 +362,7 @@ static mold_status decode(run_ctx *c, const float *x, mold_result *out) {
     mold_status st = (z && img && img_float && rgb) ? MOLD_OK
                                                     : MOLD_ERR(MOLD_E_NOMEM, "decode: out of memory");
     if (st == MOLD_OK) {
-        unpack_latents(x, c->tok_h, c->tok_w, z);
+        relayout_latents(x, z, c->tok_h, c->tok_w, false);
         denormalise(&c->e->md.vae, z, (size_t)lh * lw);
         mold_vae_tiling tiling = {c->plan.vae_tile, c->plan.vae_overlap};
         st = mold_vae_decode(c->e->vae, z, lh, lw, tiling.tile > 0 ? &tiling : NULL, img);
