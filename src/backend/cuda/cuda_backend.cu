@@ -31,6 +31,7 @@
 #include "elementwise.cuh"
 #include "matmul.cuh"
 #include "norm.cuh"
+#include "profile.cuh"
 #include "rope.cuh"
 
 /* ==================================================================== */
@@ -54,6 +55,7 @@ extern "C" mold_status mold_cuda_fail(const cuda_backend *cb, const char *stmt, 
 
 extern "C" mold_status mold_cuda_op_done(cuda_backend *cb) {
     if (cb->sync_debug) MOLD_CUDA_CHECK(cb, cudaStreamSynchronize(cb->stream));
+    if (cb->prof) mold_cuda_profile_end(cb);
     return MOLD_OK;
 }
 
@@ -89,6 +91,7 @@ static void be_destroy(mold_backend *be) {
     if (!be) return;
     cuda_backend *cb = cuda_of(be);
     if (cb->stream) cudaStreamSynchronize(cb->stream);
+    mold_cuda_profile_finish(cb);
     for (int i = 0; i < 2; i++)
         if (cb->staged[i]) cudaEventDestroy(cb->staged[i]);
     if (cb->staging) cudaFreeHost(cb->staging);
@@ -550,6 +553,7 @@ extern "C" mold_status mold_backend_cuda_create(int device, mold_backend **out) 
     if (av && *av) mold_cuda_attention_set_variant(atoi(av));
     if (cv && *cv) mold_cuda_conv_set_variant(atoi(cv));
     mold_status st = create(cb);
+    if (st == MOLD_OK) st = mold_cuda_profile_init(cb);
     if (st != MOLD_OK) {
         be_destroy(&cb->base);
         return st;

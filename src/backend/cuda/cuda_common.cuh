@@ -58,6 +58,8 @@ typedef struct cuda_gemm_plan {
     cublasLtMatmulAlgo_t algo;
 } cuda_gemm_plan;
 
+typedef struct cuda_profile cuda_profile;
+
 typedef struct cuda_backend {
     mold_backend base;        /* must be first: ops receive a mold_backend* */
     int device;               /* CUDA ordinal */
@@ -78,6 +80,7 @@ typedef struct cuda_backend {
     cuda_gemm_plan plans[CUDA_N_PLANS]; /* small direct-mapped plan cache */
     size_t peak_used;         /* max device bytes in use seen after an alloc */
     mold_dtype hold;          /* set_weight_hold: MOLD_BF16 or MOLD_DTYPE_INVALID */
+    struct cuda_profile *prof; /* MOLD_CUDA_PROFILE: per-op device times (profile.cu) */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(mold_backend *be) { return (cuda_backend *)be; }
@@ -117,12 +120,15 @@ mold_status mold_cuda_scratch(cuda_backend *cb, size_t bytes, void **out);
 /* After every kernel launch: reports launch-configuration errors at once. */
 #define MOLD_CUDA_LAUNCH_CHECK(cb) MOLD_CUDA_CHECK((cb), cudaGetLastError())
 
+extern "C" void mold_cuda_profile_begin(cuda_backend *cb); /* profile.cu */
+
 /* Records the op name and up to 6 dims for error messages. Cheap (no
  * formatting): the message is built only when something fails. */
 static inline void cuda_op_set(cuda_backend *cb, const char *op, int n, const int64_t *d) {
     cb->op = op;
     cb->n_dims = n > 6 ? 6 : n;
     for (int i = 0; i < cb->n_dims; i++) cb->dims[i] = d[i];
+    if (cb->prof) mold_cuda_profile_begin(cb);
 }
 #define CUDA_OP(cb, name, ...)                                                 \
     do {                                                                       \
