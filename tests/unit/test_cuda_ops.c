@@ -31,8 +31,9 @@
 
 /* attention.cu: forces the GEMM attention path (compares both paths). */
 void mold_cuda_attention_force_gemm(int on);
-/* attention.cu: flash kernel variant (0 default: Hopper kernel for d 128 without causal, else flash3; 1 first kernel, ...,
- * 4 flash2, 6 flash4 wgmma). */
+/* attention.cu: flash kernel variant (0 default: the Hopper kernel for head
+ * dim 128 without a causal mask, else flash3; 1 first kernel, ..., 4 flash2,
+ * 6 flash4 wgmma, 7 Hopper, 8 flash3 forced). */
 void mold_cuda_attention_set_variant(int v);
 /* conv.cu: conv2d variant (0 default implicit GEMM, 1 K-contiguous columns,
  * 2 im2col [K, P], 3 implicit GEMM with 48 couts per block). */
