@@ -229,7 +229,8 @@ static void at_run(void *p) {
 static const char *const FA_VARIANTS[] = {"default", "flash1 4w x16", "flash2 8w x32",
                                           "flash2 4w x16", "flash2 4w x32 k32",
                                           "flash3 8w x32 k64", "flash4 wgmma 2wg k64",
-                                          "hopper tma+wgmma k128", "flash3 4w x32 k64"};
+                                          "hopper tma+wgmma k128", "flash3 4w x32 k64",
+                                          "hopper no ping-pong"};
 
 static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm,
                             int variant) {
@@ -392,6 +393,7 @@ int main(int argc, char **argv) {
 
     if (fast) {
         check_attention(S, 24, 128, 20, 0, 7);
+        check_attention(S, 24, 128, 20, 0, 9);
         check_attention(S, 24, 128, 20, 0, 8);
         check_attention(S, 24, 128, 20, 0, 6);
         check_attention(6921 + 6, 24, 128, 0, 0, 7); /* the uncond pass of diffusers' CFG */

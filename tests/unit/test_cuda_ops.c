@@ -476,6 +476,9 @@ static void test_attention_hopper(void **state) {
     check_attention(517, 700, 3, 1, 128, 1, 0, 0);
     check_attention(65, 65, 28, 4, 128, 1, 1, 0);  /* causal: flash3 */
     check_attention(150, 200, 2, 2, 128, 2, 0, 2); /* scale < 0: flash2 */
+    mold_cuda_attention_set_variant(9); /* without the warpgroup ping-pong */
+    check_attention(1000, 1001, 2, 2, 128, 2, 0, 0);
+    check_attention(517, 700, 3, 1, 128, 1, 0, 0);
     mold_cuda_attention_set_variant(8);            /* flash3 forced */
     check_attention(300, 333, 2, 2, 128, 0, 0, 0);
     check_attention(200, 389, 3, 3, 128, 2, 0, 0);

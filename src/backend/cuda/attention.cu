@@ -1145,7 +1145,8 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
      * rows, 32-key tiles; the default before flash3), 5 = flash3, 8 warps;
      * 6 = flash4 (wgmma, head dim 128, sm_90a builds) is chosen in the op
      * entry, which prepares V^T for it; 7 = the Hopper kernel (flash_hopper.cu,
-     * also the default where it applies) and 8 = flash3 forced are chosen
+     * also the default where it applies; 9 = the same without the
+     * warpgroup ping-pong) and 8 = flash3 forced are chosen
      * there too (8 reaches the default case below). */
     const bool pos = scale > 0.0f;
     switch (g_fa_variant) {
@@ -1244,7 +1245,8 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
 #if defined(MOLD_CUDA_SM90A)
     const bool f4 = flash && g_fa_variant == 6 && d == F4_D && scale > 0.0f;
     /* the default for the DiT's shape on Hopper; variant 7 asks for it too */
-    const bool fh = flash && (g_fa_variant == 0 || g_fa_variant == 7) && d == FH_D && !causal &&
+    const bool fh = flash && (g_fa_variant == 0 || g_fa_variant == 7 || g_fa_variant == 9) &&
+                    d == FH_D && !causal &&
                     scale > 0.0f && mold_cuda_flash_hopper_available();
 #else
     const bool f4 = false, fh = false; /* built without sm_90a: no wgmma */
@@ -1274,7 +1276,8 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
         MOLD_CUDA_LAUNCH_CHECK(cb);
         if (fh)
             MOLD_CUDA_CHECK(cb, mold_cuda_flash_hopper(out, qb, kb, vb, sq, skv, skv_pad, hq, hkv,
-                                                       scale, key_valid, cb->stream));
+                                                       scale, key_valid, g_fa_variant != 9,
+                                                       cb->stream));
         else
             MOLD_CUDA_CHECK(cb, launch_flash4(out, qb, kb, vb, sq, skv, skv_pad, hq, hkv, scale,
                                               key_valid, causal, cb->stream));

@@ -13,7 +13,9 @@
  *              by the tensor memory accelerator (TMA) straight into the
  *              128-byte-swizzled layout wgmma reads, completion signalled on
  *              mbarriers ("full"), reuse signalled back by the consumers'
- *              warps ("empty"); one elected thread issues all copies;
+ *              warps ("empty"); a third warpgroup only issues the copies
+ *              (one thread; setmaxnreg hands its registers to the
+ *              consumers), so a wait for a free stage never stalls GEMMs;
  *   per tile j (after a prologue that computes S_0 and P_0):
  *              issue S_j = Q K_j^T            (wgmma, A and B from smem)
  *              issue O  += P_{j-1} V_{j-1}   (wgmma, P from registers)
@@ -54,6 +56,7 @@
 #define FH_N_BARS (1 + 2 * FH_KST + 2 * FH_VST)
 #define FH_SMEM_BYTES (FH_BAR_OFF + FH_N_BARS * 8 + 1024) /* + alignment slack */
 #define FH_CONSUMER_WARPS 8
+#define FH_THREADS 384 /* two consumer warpgroups + a producer warpgroup */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* ---- mbarrier and TMA (PTX ISA 8.0) ---- */
@@ -263,6 +266,18 @@ __device__ __forceinline__ void fh_to_bf16(uint32_t (&p)[8][4], const float (&s)
     }
 }
 
+/* Ping-pong between the two warpgroups (FA3 section 3.1): a warpgroup issues
+ * its GEMMs only in its turn and then hands the turn over, so one warpgroup's
+ * softmax runs while the other's GEMMs occupy the tensor cores. Named
+ * barriers 1 and 2 (0 is __syncthreads), 256 threads each: the 128 waiting
+ * plus the 128 of the other warpgroup arriving. */
+__device__ __forceinline__ void fh_turn_wait(int wg) {
+    asm volatile("bar.sync %0, 256;\n" ::"r"(1 + wg) : "memory");
+}
+__device__ __forceinline__ void fh_turn_pass(int wg) {
+    asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - wg) : "memory");
+}
+
 /* true when tile k0 holds a key that must be masked (any thread's answer). */
 __device__ __forceinline__ bool fh_tile_has_excluded(const float *key_valid, int k0, int skv) {
     if (k0 + FH_BK > skv) return true;
@@ -275,7 +290,8 @@ __device__ __forceinline__ bool fh_tile_has_excluded(const float *key_valid, int
 }
 #endif
 
-__global__ void __launch_bounds__(256, 1)
+template <bool PINGPONG>
+__global__ void __launch_bounds__(FH_THREADS, 1)
 flash_hopper_kernel(const __grid_constant__ CUtensorMap map_q,
                     const __grid_constant__ CUtensorMap map_k,
                     const __grid_constant__ CUtensorMap map_v, float *out, int sq, int skv,
@@ -304,14 +320,21 @@ flash_hopper_kernel(const __grid_constant__ CUtensorMap map_q,
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     }
     __syncthreads();
-    if (threadIdx.x == 0) {
-        fh_bar_expect_tx(qfull, FH_TILE_BYTES);
-        for (int hh = 0; hh < 2; hh++)
-            fh_tma_load(base + FH_Q_OFF + hh * FH_HALF_BYTES, &map_q, h * FH_D + 64 * hh, q0,
-                        qfull);
-        for (int t = 0; t < n_tiles && t < 2; t++) fh_issue_tile(t, base, &map_k, &map_v, hk);
+    /* Registers: 384 threads get 168 each at launch; the producer warpgroup
+     * gives most of its share to the consumers (40 + 2 x 232 per thread-
+     * triple = 3 x 168), whose S, O and P take ~200. */
+    if (wg == 2) { /* the producer: Q once, then every key tile as stages free up */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+        if (threadIdx.x == 256) {
+            fh_bar_expect_tx(qfull, FH_TILE_BYTES);
+            for (int hh = 0; hh < 2; hh++)
+                fh_tma_load(base + FH_Q_OFF + hh * FH_HALF_BYTES, &map_q, h * FH_D + 64 * hh, q0,
+                            qfull);
+            for (int t = 0; t < n_tiles; t++) fh_issue_tile(t, base, &map_k, &map_v, hk);
+        }
+        return;
     }
-    __syncwarp(); /* wgmma needs converged warps */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
 
     const uint32_t qbase = base + FH_Q_OFF + wg * 64 * 128; /* this warpgroup's 64 rows */
     float s[64], o[64];
@@ -331,14 +354,18 @@ flash_hopper_kernel(const __grid_constant__ CUtensorMap map_q,
     fh_softmax(s, m, l, alpha, scale_log2);
     fh_to_bf16(p, s);
 
+    /* turns: warpgroup 0 goes first; each warpgroup waits n_tiles - 1 + 1
+     * times and is passed the turn as often (the last pass of warpgroup 1 is
+     * left out: warpgroup 0 has no turn after its epilogue) */
+    if (PINGPONG && wg == 1) fh_turn_pass(wg);
     for (int t = 1; t < n_tiles; t++) {
-        if (threadIdx.x == 0 && t + 1 < n_tiles) fh_issue_tile(t + 1, base, &map_k, &map_v, hk);
-        __syncwarp();
         const int ks = t % FH_KST, vs = (t - 1) % FH_VST;
         fh_bar_wait(bars + 8 * (1 + ks), (uint32_t)((t / FH_KST) & 1));
-        fh_scores(s, qbase, base + FH_K_OFF + ks * FH_TILE_BYTES);
         fh_bar_wait(bars + 8 * (1 + 2 * FH_KST + vs), (uint32_t)(((t - 1) / FH_VST) & 1));
+        if (PINGPONG) fh_turn_wait(wg);
+        fh_scores(s, qbase, base + FH_K_OFF + ks * FH_TILE_BYTES);
         fh_pv(o, p, base + FH_V_OFF + vs * FH_TILE_BYTES);
+        if (PINGPONG) fh_turn_pass(wg);
         fh_wait<1>(); /* S_t done; P V may still run */
         fh_pin(s);
         if (lane == 0) fh_bar_arrive(bars + 8 * (1 + FH_KST + ks));
@@ -360,7 +387,9 @@ flash_hopper_kernel(const __grid_constant__ CUtensorMap map_q,
     {
         const int t = n_tiles - 1, vs = t % FH_VST;
         fh_bar_wait(bars + 8 * (1 + 2 * FH_KST + vs), (uint32_t)((t / FH_VST) & 1));
+        if (PINGPONG) fh_turn_wait(wg);
         fh_pv(o, p, base + FH_V_OFF + vs * FH_TILE_BYTES);
+        if (PINGPONG && wg == 0) fh_turn_pass(wg);
         fh_wait<0>();
         fh_pin(o);
     }
@@ -442,20 +471,22 @@ extern "C" cudaError_t mold_cuda_flash_hopper(float *out, const __nv_bfloat16 *q
                                               const __nv_bfloat16 *k, const __nv_bfloat16 *vt,
                                               int64_t sq, int64_t skv, int64_t vt_pitch,
                                               int64_t hq, int64_t hkv, float scale,
-                                              const float *key_valid, cudaStream_t stream) {
+                                              const float *key_valid, bool pingpong,
+                                              cudaStream_t stream) {
     if (sq <= 0 || skv <= 0) return cudaErrorInvalidValue;
     CUtensorMap mq, mk, mv;
     cudaError_t e = make_map(&mq, q, hq * FH_D, sq, hq * FH_D);
     if (e == cudaSuccess) e = make_map(&mk, k, hkv * FH_D, skv, hkv * FH_D);
     if (e == cudaSuccess) e = make_map(&mv, vt, skv, hkv * FH_D, vt_pitch);
     if (e != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(flash_hopper_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             FH_SMEM_BYTES);
+    void (*kernel)(CUtensorMap, CUtensorMap, CUtensorMap, float *, int, int, int, int, float,
+                   const float *) =
+        pingpong ? flash_hopper_kernel<true> : flash_hopper_kernel<false>;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, FH_SMEM_BYTES);
     if (e != cudaSuccess) return e;
     dim3 grid((unsigned)((sq + FH_BQ - 1) / FH_BQ), (unsigned)hq);
     const float log2e = 1.4426950408889634f;
-    flash_hopper_kernel<<<grid, 256, FH_SMEM_BYTES, stream>>>(mq, mk, mv, out, (int)sq, (int)skv,
-                                                              (int)hq, (int)hkv, scale * log2e,
-                                                              key_valid);
+    kernel<<<grid, FH_THREADS, FH_SMEM_BYTES, stream>>>(mq, mk, mv, out, (int)sq, (int)skv, (int)hq,
+                                                 (int)hkv, scale * log2e, key_valid);
     return cudaGetLastError();
 }

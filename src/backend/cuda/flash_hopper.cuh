@@ -24,7 +24,7 @@ bool mold_cuda_flash_hopper_available(void);
 cudaError_t mold_cuda_flash_hopper(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
                                    const __nv_bfloat16 *vt, int64_t sq, int64_t skv,
                                    int64_t vt_pitch, int64_t hq, int64_t hkv, float scale,
-                                   const float *key_valid, cudaStream_t stream);
+                                   const float *key_valid, bool pingpong, cudaStream_t stream);
 }
 
 #endif
