@@ -194,6 +194,26 @@ static void test_matmul(void **state) {
     check_matmul(MOLD_F32, 7, 100, 36, 0, 1, TOL_F32);
 }
 
+/* The few-row path (matmul_small.cu: m <= 64, k % 32 == 0): every 16-row
+ * group count, n not a multiple of the 32-output block, one k split and
+ * several (the partials summed by the second kernel), with and without
+ * bias, a held-size bf16 weight and a block format dequantized first, and
+ * the DiT's text-stream and modulation shapes. */
+static void test_matmul_small(void **state) {
+    (void)state;
+    check_matmul(MOLD_BF16, 1, 64, 72, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 13, 3072, 3072, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 16, 256, 200, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 17, 512, 96, 1, 1, TOL_BF16);
+    check_matmul(MOLD_BF16, 40, 3584, 512, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 64, 1024, 3000, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 2, 3072, 18432, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 26, 12288, 3072, 1, 0, TOL_BF16);
+    check_matmul(MOLD_Q8_0, 13, 3072, 1000, 1, 0, TOL_BF16);
+    check_matmul(MOLD_Q4_K, 47, 2048, 264, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 65, 256, 96, 1, 0, TOL_BF16); /* m 65: cuBLASLt */
+}
+
 static void test_matmul_quant(void **state) {
     (void)state;
     const mold_dtype q[] = {MOLD_Q4_0, MOLD_Q4_1, MOLD_Q5_0, MOLD_Q5_1, MOLD_Q8_0,
@@ -692,6 +712,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_quant),
+        cmocka_unit_test(test_matmul_small),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_upload_f32),
