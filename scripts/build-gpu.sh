@@ -5,8 +5,8 @@
 #   libspng.so.0 (Debian ships no static libspng; found via the $ORIGIN rpath),
 #   tokenizer-qwen2_5/ (for `mold synth` of the full-size model).
 #   the test binaries $MOLD_GPU_TESTS (default test_dit test_vae test_cuda_ops cuda_check;
-#   the goldens run on the GPU with MOLD_TEST_BACKEND=cuda
-#   runs them on the GPU, MOLD_TEST_FIXTURES=<repo>/tests/fixtures) + libcmocka.so.0.
+#   the goldens run on the GPU with MOLD_TEST_BACKEND=cuda and
+#   MOLD_TEST_FIXTURES=<repo>/tests/fixtures) + libcmocka.so.0.
 # On the GPU machine: eval "$(bash scripts/gpu-env.sh DEST/mold-gpu.tar.xz /tmp/g)".
 set -euo pipefail
 DEST=${1:?usage: build-gpu.sh DEST_DIR}
