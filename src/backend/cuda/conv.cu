@@ -16,6 +16,13 @@
  * are converted to bf16 in scratch once per call. The bias is added by a
  * separate pass (cuBLASLt's bias epilogue runs along D's rows, here pixels).
  *
+ * conv3x3_fused (the optional op, ops.h mold_conv_fusion) is the same
+ * implicit-GEMM kernel with its input transform applied where the staged
+ * f32 window is converted to bf16 (PRE), the x2 upsample folded into the
+ * window's addresses (source pixel = conv pixel / 2) and the residual added
+ * in the epilogue: the VAE's norm -> SiLU -> conv -> add and upsample ->
+ * conv then make no intermediate maps.
+ *
  * Reference: torch.nn.functional.conv2d (stride 1, zero padding), weight
  * [c_out, c_in, kh, kw] flattened to [c_out, c_in*kh*kw].
  */
@@ -121,6 +128,17 @@ __global__ void upsample2x_kernel(float *y, const float *x, int64_t c, int64_t h
 #define IG_POS ((IG_TH + 2) * IG_WR)    /* window positions: 340 */
 #define IG_NT 256
 
+/* What the kernel fuses around the convolution (conv3x3_fused): x is
+ * [c_in, hs, ws] and the conv reads pixel (gy >> up, gx >> up) of it for
+ * its input pixel (gy, gx); PRE kernels transform each staged value
+ * (ops.h mold_conv_fusion); residual (nullable, may be y) is added last. */
+typedef struct ig_fuse {
+    const float *in_scale; /* [hs * ws] or NULL */
+    const float *in_gamma; /* [c_in] or NULL */
+    const float *residual; /* [c_out, h, w] or NULL */
+    int silu, up, hs, ws;
+} ig_fuse;
+
 /* element offset of 16-byte half `half` of 32-byte row `row` (swizzled) */
 __device__ __forceinline__ uint32_t pack_bf16_pair(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
@@ -168,22 +186,24 @@ __global__ void conv_w_prep_kernel(__nv_bfloat16 *wr, const float *wf, const __n
     }
 }
 
-template <int NB>
+template <int NB, bool FUSED>
 __device__ __forceinline__ void ig_load_chunk(float *stage, __nv_bfloat16 *wdst,
                                               const float *x, const __nv_bfloat16 *wr, int ch,
                                               int c_in, int h, int w, int y0, int x0, int cout0,
-                                              int cout_pad) {
+                                              int cout_pad, int up, int hs, int ws) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     /* input window: 16 channels x (IG_TH+2) rows of IG_WR floats; one warp per row */
     for (int rr = warp; rr < 16 * (IG_TH + 2); rr += IG_NT / 32) {
         const int c = rr / (IG_TH + 2), r = rr - c * (IG_TH + 2);
         const int ci = ch * 16 + c, gy = y0 - 1 + r;
         const bool row_ok = ci < c_in && gy >= 0 && gy < h;
-        const float *src_row = x + ((int64_t)(row_ok ? ci : 0) * h + (row_ok ? gy : 0)) * w;
+        const float *src_row =
+            FUSED ? x + ((int64_t)(row_ok ? ci : 0) * hs + (row_ok ? gy >> up : 0)) * ws
+                  : x + ((int64_t)(row_ok ? ci : 0) * h + (row_ok ? gy : 0)) * w;
         for (int col = lane; col < IG_WR; col += 32) {
             const int gx = x0 - 1 + col;
             const bool ok = row_ok && gx >= 0 && gx < w;
-            const float *src = ok ? src_row + gx : x;
+            const float *src = ok ? src_row + (FUSED ? gx >> up : gx) : x;
             uint32_t dst = (uint32_t)__cvta_generic_to_shared(stage + rr * IG_WR + col);
             asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
                          "r"(ok ? 4 : 0));
@@ -203,19 +223,56 @@ __device__ __forceinline__ void ig_load_chunk(float *stage, __nv_bfloat16 *wdst,
 
 /* MINB: blocks per SM asked of the register allocator (NB = 96 needs ~200
  * registers: one block of 8 warps per SM; smaller NB fit two). */
-template <int NB, int MINB>
+/* Per-pixel factor of each window position for the PRE transform: 0
+ * outside the image (the padding stays 0 through the transform), 1 when
+ * there is no in_scale. Read after the chunk loop's first barrier. */
+__device__ __forceinline__ void ig_scale_window(float *ssc, const ig_fuse &f, int h, int w,
+                                                int y0, int x0) {
+    for (int pos = threadIdx.x; pos < IG_POS; pos += IG_NT) {
+        const int r = pos / IG_WR, col = pos - r * IG_WR;
+        const int gy = y0 - 1 + r, gx = x0 - 1 + col;
+        const bool ok = gy >= 0 && gy < h && gx >= 0 && gx < w;
+        ssc[pos] = !ok ? 0.0f
+                 : f.in_scale ? f.in_scale[(int64_t)(gy >> f.up) * f.ws + (gx >> f.up)] : 1.0f;
+    }
+}
+
+/* The PRE transform of 8 staged channels c0 .. c0+7 at one position with
+ * factor s: (v * s) * gamma[c] (the order channel_rms_norm uses), then
+ * SiLU. Channels >= c_in are 0 in the stage and stay 0. */
+__device__ __forceinline__ void ig_pre8(float v[8], float s, int c0, int c_in, const ig_fuse &f) {
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        float t = v[k];
+        if (f.in_scale) {
+            const float gm = !f.in_gamma ? 1.0f : c0 + k < c_in ? __ldg(f.in_gamma + c0 + k) : 0.0f;
+            t = t * s * gm;
+        }
+        if (f.silu) t = t / (1.0f + __expf(-t));
+        v[k] = t;
+    }
+}
+
+/* FUSED: the conv3x3_fused kernel (f read at run time); otherwise f is
+ * ignored and the plain conv compiles exactly as before the fusion existed
+ * (the 2-blocks-per-SM variants have no registers to spare). */
+template <int NB, int MINB, bool FUSED>
 __global__ void __launch_bounds__(IG_NT, MINB)
 conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const float *bias,
-                     int c_in, int c_out, int h, int w, int cout_pad) {
+                     int c_in, int c_out, int h, int w, int cout_pad, ig_fuse f) {
     constexpr int NCT = NB / 8; /* n8 tiles of couts */
     extern __shared__ __align__(16) unsigned char ig_smem[];
     float *stage = (float *)ig_smem;                                  /* [16][IG_POS] */
     __nv_bfloat16 *xin = (__nv_bfloat16 *)(stage + 16 * IG_POS);      /* [IG_POS][16] */
     __nv_bfloat16 *wsm = xin + IG_POS * 16;                           /* [2][9 * NB][16] */
+    float *ssc = (float *)(wsm + 2 * 9 * NB * 16);                    /* [IG_POS] (PRE) */
 
     const int x0 = blockIdx.x * IG_TW, y0 = blockIdx.y * IG_TH, cout0 = blockIdx.z * NB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int n_ch = (c_in + 15) / 16;
+    const int up = FUSED ? f.up : 0, hs = FUSED ? f.hs : h, ws = FUSED ? f.ws : w;
+    const bool pre = FUSED && (f.in_scale || f.silu);
+    if (pre) ig_scale_window(ssc, f, h, w, y0, x0);
 
     float acc[2][NCT][4];
 #pragma unroll
@@ -229,7 +286,8 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
     const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
     const int b_co = (lane & 7) + (lane >> 4) * 8, b_half = (lane >> 3) & 1;
 
-    ig_load_chunk<NB>(stage, wsm, x, wr, 0, c_in, h, w, y0, x0, cout0, cout_pad);
+    ig_load_chunk<NB, FUSED>(stage, wsm, x, wr, 0, c_in, h, w, y0, x0, cout0, cout_pad, up, hs,
+                             ws);
     for (int ch = 0; ch < n_ch; ch++) {
         asm volatile("cp.async.wait_group 0;\n" ::);
         __syncthreads(); /* chunk ch staged; every warp is done with chunk ch-1 */
@@ -238,16 +296,28 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
             const int half = i / IG_POS, pos = i - half * IG_POS;
             const float *sp = stage + half * 8 * IG_POS + pos;
             uint4 pk;
-            pk.x = pack_bf16_pair(sp[0], sp[IG_POS]);
-            pk.y = pack_bf16_pair(sp[2 * IG_POS], sp[3 * IG_POS]);
-            pk.z = pack_bf16_pair(sp[4 * IG_POS], sp[5 * IG_POS]);
-            pk.w = pack_bf16_pair(sp[6 * IG_POS], sp[7 * IG_POS]);
+            if (pre) {
+                float v[8];
+#pragma unroll
+                for (int k = 0; k < 8; k++) v[k] = sp[k * IG_POS];
+                ig_pre8(v, ssc[pos], ch * 16 + half * 8, c_in, f);
+                pk.x = pack_bf16_pair(v[0], v[1]);
+                pk.y = pack_bf16_pair(v[2], v[3]);
+                pk.z = pack_bf16_pair(v[4], v[5]);
+                pk.w = pack_bf16_pair(v[6], v[7]);
+            } else {
+                pk.x = pack_bf16_pair(sp[0], sp[IG_POS]);
+                pk.y = pack_bf16_pair(sp[2 * IG_POS], sp[3 * IG_POS]);
+                pk.z = pack_bf16_pair(sp[4 * IG_POS], sp[5 * IG_POS]);
+                pk.w = pack_bf16_pair(sp[6 * IG_POS], sp[7 * IG_POS]);
+            }
             *(uint4 *)(xin + ig_sw(pos, half)) = pk;
         }
         __syncthreads(); /* xin ready; stage free */
         if (ch + 1 < n_ch)
-            ig_load_chunk<NB>(stage, wsm + ((ch + 1) & 1) * 9 * NB * 16, x, wr, ch + 1, c_in, h, w,
-                              y0, x0, cout0, cout_pad);
+            ig_load_chunk<NB, FUSED>(stage, wsm + ((ch + 1) & 1) * 9 * NB * 16, x, wr, ch + 1,
+                                     c_in, h, w,
+                              y0, x0, cout0, cout_pad, up, hs, ws);
         const __nv_bfloat16 *wbuf = wsm + (ch & 1) * 9 * NB * 16;
 #pragma unroll
         for (int tap = 0; tap < 9; tap++) {
@@ -271,6 +341,7 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
 
     /* C fragments: c0, c1 (pixel g, couts 2t, 2t+1), c2, c3 (pixel g + 8) */
     const int oy = y0 + warp;
+    const float *res = FUSED ? f.residual : NULL;
     if (oy >= h) return;
 #pragma unroll
     for (int j = 0; j < NCT; j++)
@@ -282,29 +353,49 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
                 const int ox = x0 + mt * 16 + g + (e >> 1) * 8;
-                if (ox < w) y[((int64_t)co * h + oy) * w + ox] = acc[mt][j][e] + bv;
+                if (ox < w) {
+                    const int64_t at = ((int64_t)co * h + oy) * w + ox;
+                    float o = acc[mt][j][e] + bv;
+                    /* residual may be y: this thread reads the element it writes */
+                    if (FUSED && res) o += res[at];
+                    y[at] = o;
+                }
             }
         }
 }
 
-template <int NB>
+template <int NB, bool FUSED>
 static size_t igemm_smem() {
-    return (size_t)16 * IG_POS * 4 + (size_t)IG_POS * 16 * 2 + (size_t)2 * 9 * NB * 16 * 2;
+    return (size_t)16 * IG_POS * 4 + (size_t)IG_POS * 16 * 2 + (size_t)2 * 9 * NB * 16 * 2 +
+           (FUSED ? (size_t)IG_POS * 4 : 0);
 }
 
-template <int NB, int MINB = (NB > 48 ? 1 : 2)>
-static cudaError_t launch_igemm(float *y, const float *x, const __nv_bfloat16 *wr,
-                                const float *bias, int c_in, int c_out, int h, int w,
-                                int cout_pad, cudaStream_t stream) {
-    const size_t smem = igemm_smem<NB>();
-    cudaError_t e = cudaFuncSetAttribute(conv3x3_igemm_kernel<NB, MINB>,
+template <int NB, bool FUSED, int MINB>
+static cudaError_t launch_igemm_t(float *y, const float *x, const __nv_bfloat16 *wr,
+                                  const float *bias, int c_in, int c_out, int h, int w,
+                                  int cout_pad, const ig_fuse &f, cudaStream_t stream) {
+    const size_t smem = igemm_smem<NB, FUSED>();
+    cudaError_t e = cudaFuncSetAttribute(conv3x3_igemm_kernel<NB, MINB, FUSED>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     dim3 grid((unsigned)((w + IG_TW - 1) / IG_TW), (unsigned)((h + IG_TH - 1) / IG_TH),
               (unsigned)(cout_pad / NB));
-    conv3x3_igemm_kernel<NB, MINB><<<grid, IG_NT, smem, stream>>>(y, x, wr, bias, c_in, c_out, h, w,
-                                                           cout_pad);
+    conv3x3_igemm_kernel<NB, MINB, FUSED><<<grid, IG_NT, smem, stream>>>(y, x, wr, bias, c_in,
+                                                                        c_out, h, w, cout_pad, f);
     return cudaGetLastError();
+}
+
+/* fused: conv3x3_fused (f applies); else the plain conv2d kernel. */
+template <int NB, int MINB = (NB > 48 ? 1 : 2)>
+static cudaError_t launch_igemm(float *y, const float *x, const __nv_bfloat16 *wr,
+                                const float *bias, int c_in, int c_out, int h, int w,
+                                int cout_pad, const ig_fuse *f, cudaStream_t stream) {
+    const ig_fuse none = {NULL, NULL, NULL, 0, 0, h, w};
+    if (f)
+        return launch_igemm_t<NB, true, MINB>(y, x, wr, bias, c_in, c_out, h, w, cout_pad, *f,
+                                              stream);
+    return launch_igemm_t<NB, false, MINB>(y, x, wr, bias, c_in, c_out, h, w, cout_pad, none,
+                                           stream);
 }
 
 /* ==================================================================== */
@@ -342,7 +433,7 @@ extern "C" cudaError_t mold_cuda_upsample2x(float *y, const float *x, int64_t c,
  * a dequantization for block formats), then one kernel. */
 static mold_status conv3x3_igemm(cuda_backend *cb, float *y, const float *x, int64_t c_in,
                                  int64_t h, int64_t w, const mold_weight *wt,
-                                 const float *bias) {
+                                 const float *bias, const ig_fuse *f) {
     const int64_t c_out = wt->n_out, K = c_in * 9;
     int nb = c_out % 96 == 0 ? 96 : c_out % 64 == 0 ? 64 : c_out > 16 ? 32 : 16;
     if (g_conv_variant == 3 && c_out % 48 == 0) nb = 48; /* benchmark: 2 blocks per SM */
@@ -365,7 +456,7 @@ static mold_status conv3x3_igemm(cuda_backend *cb, float *y, const float *x, int
     conv_w_prep_kernel<<<cuda_blocks(n_wr, 256), 256, 0, cb->stream>>>(
         wr, wf, wf ? NULL : wb, (int)c_in, (int)c_out, (int)n_ch, (int)cout_pad);
     MOLD_CUDA_LAUNCH_CHECK(cb);
-#define IG_ARGS y, x, wr, bias, (int)c_in, (int)c_out, (int)h, (int)w, (int)cout_pad, cb->stream
+#define IG_ARGS y, x, wr, bias, (int)c_in, (int)c_out, (int)h, (int)w, (int)cout_pad, f, cb->stream
     switch (nb) {
     case 96: MOLD_CUDA_CHECK(cb, launch_igemm<96>(IG_ARGS)); break;
     case 64: MOLD_CUDA_CHECK(cb, launch_igemm<64>(IG_ARGS)); break;
@@ -400,7 +491,7 @@ extern "C" mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const flo
     if (kh == 3 && kw == 3 && pad == 1 && (g_conv_variant == 0 || g_conv_variant == 3) &&
         c_in * h * w < INT32_MAX &&
         c_out < 65536 * 16) {
-        MOLD_TRY(conv3x3_igemm(cb, y, x, c_in, h, w, wt, bias));
+        MOLD_TRY(conv3x3_igemm(cb, y, x, c_in, h, w, wt, bias, NULL));
         return mold_cuda_op_done(cb);
     }
     int64_t P = h_out * w_out;
@@ -446,6 +537,39 @@ extern "C" mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const flo
                                                                                  P);
         MOLD_CUDA_LAUNCH_CHECK(cb);
     }
+    return mold_cuda_op_done(cb);
+}
+
+/* Byte ranges [a, a + na) and [b, b + nb) share memory. */
+static bool ranges_overlap(const void *a, size_t na, const void *b, size_t nb) {
+    const char *pa = (const char *)a, *pb = (const char *)b;
+    return na && nb && pa < pb + nb && pb < pa + na;
+}
+
+extern "C" mold_status mold_cuda_op_conv3x3_fused(mold_backend *be, float *y, const float *x,
+                                                  int64_t c_in, int64_t h, int64_t w,
+                                                  const mold_weight *wt, const float *bias,
+                                                  const mold_conv_fusion *fu) {
+    cuda_backend *cb = cuda_of(be);
+    if (!wt || !wt->data || !x || !y)
+        return MOLD_ERR(MOLD_E_INVALID, "conv3x3_fused: NULL weight, x or y");
+    const int up = fu && fu->upsample2x ? 1 : 0;
+    const int64_t H = h << up, W = w << up, c_out = wt->n_out;
+    if (c_in <= 0 || h <= 0 || w <= 0 || wt->n_in != c_in * 9)
+        return MOLD_ERR(MOLD_E_INVALID, "conv3x3_fused: expected c_in, h, w > 0 and a weight of "
+                        "c_in * 9 columns, got c_in %lld h %lld w %lld, %lld columns",
+                        (long long)c_in, (long long)h, (long long)w, (long long)wt->n_in);
+    if (W > INT32_MAX / 2 || (H + IG_TH - 1) / IG_TH > 65535 || c_out > 65535 * 16)
+        return MOLD_ERR(MOLD_E_RANGE, "conv3x3_fused: output %lld x %lld x %lld exceeds the grid",
+                        (long long)c_out, (long long)H, (long long)W);
+    if (ranges_overlap(y, (size_t)(c_out * H * W) * 4, x, (size_t)(c_in * h * w) * 4))
+        return MOLD_ERR(MOLD_E_INVALID, "conv3x3_fused: y overlaps x");
+    const int flags = (fu && fu->in_scale ? 1 : 0) | (fu && fu->in_silu ? 2 : 0) | up << 2 |
+                      (fu && fu->residual ? 8 : 0);
+    CUDA_OP(cb, "conv3x3_fused", c_in, H, W, c_out, (int64_t)flags);
+    ig_fuse f = {fu ? fu->in_scale : NULL, fu && fu->in_scale ? fu->in_gamma : NULL,
+                 fu ? fu->residual : NULL, fu && fu->in_silu ? 1 : 0, up, (int)h, (int)w};
+    MOLD_TRY(conv3x3_igemm(cb, y, x, c_in, H, W, wt, bias, &f));
     return mold_cuda_op_done(cb);
 }
 

@@ -29,6 +29,10 @@ mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const float *x, int6
                                 int64_t kw, int64_t pad, const float *bias);
 mold_status mold_cuda_op_upsample2x(mold_backend *be, float *y, const float *x, int64_t c,
                                     int64_t h, int64_t w);
+/* ops.h conv3x3_fused: the implicit-GEMM kernel with the fusion applied. */
+mold_status mold_cuda_op_conv3x3_fused(mold_backend *be, float *y, const float *x, int64_t c_in,
+                                       int64_t h, int64_t w, const mold_weight *wt,
+                                       const float *bias, const mold_conv_fusion *f);
 }
 
 #endif
