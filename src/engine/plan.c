@@ -220,7 +220,8 @@ static mold_status decode_demand(const ctx *x, int tile, demand *d) {
     memset(d, 0, sizeof *d);
     mold_vae_tiling t = {tile, tile / 4};
     uint64_t ws = 0;
-    MOLD_TRY(mold_vae_workspace_bytes(v, x->lh, x->lw, tile ? &t : NULL, &ws));
+    /* the CUDA backend has conv3x3_fused: the VAE's fused path (smaller) */
+    MOLD_TRY(mold_vae_workspace_bytes(v, x->lh, x->lw, tile ? &t : NULL, x->cuda, &ws));
     uint64_t S = (uint64_t)mold_vae_scale(v), hw = (uint64_t)x->lh * x->lw * S * S;
     uint64_t th = tile && tile < x->lh ? (uint64_t)tile : (uint64_t)x->lh;
     uint64_t tw = tile && tile < x->lw ? (uint64_t)tile : (uint64_t)x->lw;

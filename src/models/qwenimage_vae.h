@@ -62,9 +62,11 @@ uint64_t mold_vae_loaded_bytes(const mold_vae *vae);
 
 /* Backend workspace bytes of one decode of an h x w latent (tiling NULL:
  * full decode). Tiled, it depends only on min(tile, h) x min(tile, w).
+ * fused: the backend has the optional conv3x3_fused op (CUDA does, the CPU
+ * backend does not); the decode then holds no normalised or upsampled maps.
  * mold_vae_decode allocates exactly this, once per call. */
 mold_status mold_vae_workspace_bytes(const mold_vae_config *cfg, int h, int w,
-                                     const mold_vae_tiling *tiling, uint64_t *out);
+                                     const mold_vae_tiling *tiling, bool fused, uint64_t *out);
 
 /* Decodes z_host [z_dim, h, w] (host f32, already de-normalised:
  * z * latents_std + latents_mean) into img_host [3, S*h, S*w] (host f32 in
