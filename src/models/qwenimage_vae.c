@@ -630,6 +630,33 @@ mold_status mold_vae_workspace_bytes(const mold_vae_config *cfg, int h, int w,
     return MOLD_OK;
 }
 
+static int64_t round16(int64_t c) {
+    return (c + 15) / 16 * 16;
+}
+
+/* The walk of forward() over the 3x3 convs only: their inputs' sizes. */
+mold_status mold_vae_conv3x3_input_max(const mold_vae_config *cfg, int h, int w,
+                                       const mold_vae_tiling *tiling, uint64_t *out) {
+    MOLD_TRY(check_config(cfg));
+    MOLD_TRY(check_dims(cfg, h, w, tiling));
+    int64_t hw = (int64_t)tile_extent(h, tiling) * tile_extent(w, tiling), c0 = ladder(cfg, 0);
+    int64_t m = round16(cfg->z_dim) * hw; /* conv_in */
+    int64_t mid = round16(c0) * hw;        /* the mid block's resnets */
+    if (mid > m)
+        m = mid;
+    for (int b = 0; b < cfg->n_dim_mult; b++) {
+        int64_t c = round16(up_in(cfg, b)), cout = round16(ladder(cfg, b + 1));
+        int64_t r = (c > cout ? c : cout) * hw; /* conv1 of the first resnet, conv2s, upsampler */
+        if (r > m)
+            m = r;
+        if (b != cfg->n_dim_mult - 1)
+            hw *= 4;
+    }
+    int64_t last = round16(ladder(cfg, cfg->n_dim_mult)) * hw; /* conv_out */
+    *out = (uint64_t)(last > m ? last : m);
+    return MOLD_OK;
+}
+
 /* ---- forward ---- */
 
 /* The carved workspace: four f32 buffers in backend memory. */

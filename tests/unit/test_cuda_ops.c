@@ -35,8 +35,9 @@ void mold_cuda_attention_force_gemm(int on);
  * dim 128 without a causal mask, else flash3; 1 first kernel, ..., 4 flash2,
  * 6 flash4 wgmma, 7 Hopper, 8 flash3 forced). */
 void mold_cuda_attention_set_variant(int v);
-/* conv.cu: conv2d variant (0 default implicit GEMM, 1 K-contiguous columns,
- * 2 im2col [K, P], 3 implicit GEMM with 48 couts per block). */
+/* conv.cu: conv2d variant (0 default packed implicit GEMM, 1 K-contiguous
+ * columns, 2 im2col [K, P], 3 packed with 48 couts per block, 4 the
+ * f32-staging implicit GEMM). */
 void mold_cuda_conv_set_variant(int v);
 /* cuda_backend.cu: piece size of bf16-held uploads (0 = default). */
 void mold_cuda_set_hold_piece_bytes(size_t bytes);
@@ -648,8 +649,8 @@ static void check_conv(mold_dtype dt, int64_t c_in, int64_t c_out, int64_t h, in
 
 static void test_conv2d(void **state) {
     (void)state;
-    /* 3x3 pad 1 takes the implicit GEMM: every cout tile width (96, 64, 32
-     * with padding, 16 with padding), partial channel chunks, partial
+    /* 3x3 pad 1 takes the packed implicit GEMM: every cout tile width (96,
+     * 64, 32 with padding, 16 with padding), partial channel chunks, partial
      * row/column tiles, f32 / f16 / block-format kernels */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
     check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
@@ -666,9 +667,15 @@ static void test_conv2d(void **state) {
     check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
     mold_cuda_conv_set_variant(2); /* im2col [K, P] + GEMM for every conv */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
-    mold_cuda_conv_set_variant(3); /* implicit GEMM, 48 couts per block */
+    mold_cuda_conv_set_variant(3); /* packed implicit GEMM, 48 couts per block */
     check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    mold_cuda_conv_set_variant(4); /* the f32-staging implicit GEMM (the previous default) */
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
+    check_conv(MOLD_BF16, 40, 192, 9, 33, 3, 1, 0);
+    check_conv(MOLD_Q8_0, 32, 40, 11, 13, 3, 1, 1);
+    check_conv(MOLD_F32, 8, 16, 17, 33, 3, 1, 1);
     mold_cuda_conv_set_variant(0);
 }
 
@@ -772,6 +779,7 @@ static void test_conv3x3_fused(void **state) {
     check_fused(16, 24, 13, 9, 1);                /* scale without gamma */
     check_fused(16, 24, 13, 9, 1 | 2 | 8);        /* norm then x2 (commute) */
     check_fused(32, 40, 12, 12, 0);               /* nothing fused: plain conv */
+    check_fused(64, 96, 41, 37, 1 | 2 | 4 | 16);  /* several row and column tiles */
     mold_cuda_conv_set_variant(3);                /* 48 couts per block */
     check_fused(96, 96, 19, 70, 1 | 2 | 4 | 32);
     mold_cuda_conv_set_variant(0);
