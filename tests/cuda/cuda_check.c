@@ -316,7 +316,7 @@ static void check_conv(int64_t c, int64_t h, int64_t w, int64_t crop, int varian
             memcpy(b + (ch * inner + r) * inner, yr + (ch * crop + r) * crop, inner * 4);
         }
     char shape[64], rate[48];
-    static const char *const names[] = {"packed", "im2col TN", "im2col NN", "packed nb48",
+    static const char *const names[] = {"packed", "im2col TN", "im2col NN", "packed nb96",
                                         "igemm f32"};
     snprintf(shape, sizeof shape, "%lld->%lld 3x3 %lldx%lld [%s]", (long long)c, (long long)c,
              (long long)h, (long long)w, names[variant]);
@@ -535,7 +535,7 @@ static void vae_rows(void) {
     check_vae_conv(384, 192, 332, 332, 2);
     check_vae_conv(96, 3, 1328, 1328, 1);      /* conv_out */
     check_conv(96, 1328, 1328, 96, 0);
-    check_conv(96, 1328, 1328, 96, 3);         /* 48 couts per block, 2 blocks per SM */
+    check_conv(96, 1328, 1328, 96, 3);         /* 96 couts per block, 1 block per SM */
     check_conv(96, 1328, 1328, 96, 4);         /* the f32-staging kernel (before packing) */
     check_conv(192, 664, 664, 64, 0);
     check_conv(192, 664, 664, 64, 3);

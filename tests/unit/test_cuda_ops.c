@@ -36,7 +36,7 @@ void mold_cuda_attention_force_gemm(int on);
  * 6 flash4 wgmma, 7 Hopper, 8 flash3 forced). */
 void mold_cuda_attention_set_variant(int v);
 /* conv.cu: conv2d variant (0 default packed implicit GEMM, 1 K-contiguous
- * columns, 2 im2col [K, P], 3 packed with 48 couts per block, 4 the
+ * columns, 2 im2col [K, P], 3 packed with 96 couts per block, 4 the
  * f32-staging implicit GEMM). */
 void mold_cuda_conv_set_variant(int v);
 /* cuda_backend.cu: piece size of bf16-held uploads (0 = default). */
@@ -649,9 +649,10 @@ static void check_conv(mold_dtype dt, int64_t c_in, int64_t c_out, int64_t h, in
 
 static void test_conv2d(void **state) {
     (void)state;
-    /* 3x3 pad 1 takes the packed implicit GEMM: every cout tile width (96,
-     * 64, 32 with padding, 16 with padding), partial channel chunks, partial
-     * row/column tiles, f32 / f16 / block-format kernels */
+    /* 3x3 pad 1 takes the packed implicit GEMM: every cout tile width (48,
+     * 64, 32 with padding, 16 with padding; 96 under variant 3), partial
+     * channel chunks, partial row/column tiles, f32 / f16 / block-format
+     * kernels */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
     check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
     check_conv(MOLD_BF16, 40, 192, 9, 33, 3, 1, 0);
@@ -667,7 +668,7 @@ static void test_conv2d(void **state) {
     check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
     mold_cuda_conv_set_variant(2); /* im2col [K, P] + GEMM for every conv */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
-    mold_cuda_conv_set_variant(3); /* packed implicit GEMM, 48 couts per block */
+    mold_cuda_conv_set_variant(3); /* packed implicit GEMM, 96 couts per block */
     check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
     mold_cuda_conv_set_variant(4); /* the f32-staging implicit GEMM (the previous default) */
@@ -780,7 +781,7 @@ static void test_conv3x3_fused(void **state) {
     check_fused(16, 24, 13, 9, 1 | 2 | 8);        /* norm then x2 (commute) */
     check_fused(32, 40, 12, 12, 0);               /* nothing fused: plain conv */
     check_fused(64, 96, 41, 37, 1 | 2 | 4 | 16);  /* several row and column tiles */
-    mold_cuda_conv_set_variant(3);                /* 48 couts per block */
+    mold_cuda_conv_set_variant(3);                /* 96 couts per block */
     check_fused(96, 96, 19, 70, 1 | 2 | 4 | 32);
     mold_cuda_conv_set_variant(0);
     /* NULL fusion = conv2d */

@@ -36,9 +36,9 @@
 
 /* benchmark hook: 0 = packed implicit GEMM for 3x3 pad 1 (default), 1 =
  * im2col with K-contiguous columns ("TN" GEMM) for all, 2 = im2col [K, P]
- * ("NN") for all, 3 = packed implicit GEMM with 48 couts per block, 4 = the
+ * ("NN") for all, 3 = packed implicit GEMM with 96 couts per block, 4 = the
  * f32-staging implicit GEMM (the previous default). conv3x3_fused always
- * packs (variant 3 picks its 48-cout tiles). */
+ * packs (variant 3 picks its 96-cout tiles). */
 static int g_conv_variant;
 
 extern "C" void mold_cuda_conv_set_variant(int v) { g_conv_variant = v; }
@@ -576,8 +576,11 @@ static mold_status conv3x3_packed(cuda_backend *cb, float *y, const float *x, in
                                   int64_t H, int64_t W, int up, const mold_weight *wt,
                                   const float *bias, const mold_conv_fusion *f) {
     const int64_t c_out = wt->n_out, K = c_in * 9, hs = H >> up, ws = W >> up;
-    int nb = c_out % 96 == 0 ? 96 : c_out % 64 == 0 ? 64 : c_out > 16 ? 32 : 16;
-    if (g_conv_variant == 3 && c_out % 48 == 0) nb = 48; /* benchmark: 2 blocks per SM */
+    /* 48 couts per block (2 blocks per SM, 128 registers) beat 96 (one block
+     * at 202 registers): 1.35 vs 1.48 ms at 96 -> 96 x 1328^2, 1.07 vs 1.17
+     * at 192 x 664^2 (H100, docs/perf/vae.md) */
+    int nb = c_out % 48 == 0 ? 48 : c_out % 64 == 0 ? 64 : c_out > 16 ? 32 : 16;
+    if (g_conv_variant == 3 && c_out % 96 == 0) nb = 96; /* benchmark: the 96-cout tile */
     const int64_t cout_pad = (c_out + nb - 1) / nb * nb, n_ch = (c_in + 15) / 16;
     const size_t xp_bytes = cuda_align256((size_t)(n_ch * hs * ws) * 32);
     const size_t wr_bytes = cuda_align256((size_t)n_ch * 9 * cout_pad * 16 * 2);

@@ -20,7 +20,7 @@ cudaError_t mold_cuda_upsample2x(float *y, const float *x, int64_t c, int64_t h,
 
 /* Benchmark hook: 0 = packed implicit GEMM for 3x3 pad 1, im2col [K, P] +
  * "NN" GEMM otherwise (default); 1 = [P, K] + "TN" for all; 2 = [K, P] +
- * "NN" for all; 3 = packed implicit GEMM with 48 couts per block; 4 = the
+ * "NN" for all; 3 = packed implicit GEMM with 96 couts per block; 4 = the
  * f32-staging implicit GEMM (the default before packing). Also set from the
  * environment (MOLD_CUDA_CONV_VARIANT) when a backend is created. */
 void mold_cuda_conv_set_variant(int v);
