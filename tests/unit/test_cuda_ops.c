@@ -195,6 +195,26 @@ static void test_matmul(void **state) {
     check_matmul(MOLD_F32, 7, 100, 36, 0, 1, TOL_F32);
 }
 
+/* The few-row path (matmul_small.cu: m <= 64, k % 32 == 0): every 16-row
+ * group count, n not a multiple of the 32-output block, one k split and
+ * several (the partials summed by the second kernel), with and without
+ * bias, a held-size bf16 weight and a block format dequantized first, and
+ * the DiT's text-stream and modulation shapes. */
+static void test_matmul_small(void **state) {
+    (void)state;
+    check_matmul(MOLD_BF16, 1, 64, 72, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 13, 3072, 3072, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 16, 256, 200, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 17, 512, 96, 1, 1, TOL_BF16);
+    check_matmul(MOLD_BF16, 40, 3584, 512, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 64, 1024, 3000, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 2, 3072, 18432, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 26, 12288, 3072, 1, 0, TOL_BF16);
+    check_matmul(MOLD_Q8_0, 13, 3072, 1000, 1, 0, TOL_BF16);
+    check_matmul(MOLD_Q4_K, 47, 2048, 264, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 65, 256, 96, 1, 0, TOL_BF16); /* m 65: cuBLASLt */
+}
+
 static void test_matmul_quant(void **state) {
     (void)state;
     const mold_dtype q[] = {MOLD_Q4_0, MOLD_Q4_1, MOLD_Q5_0, MOLD_Q5_1, MOLD_Q8_0,
@@ -347,8 +367,10 @@ static void test_weight_hold(void **state) {
 
 static void test_norms(void **state) {
     (void)state;
-    const int64_t shapes[][2] = {{300, 128}, {7, 3072}, {5, 33}};
-    for (int s = 0; s < 3; s++) {
+    /* 3072, 2052 and 4096: LayerNorm's register kernel (3, 3 with a tail, 4
+     * float4 per thread); 4100: its block kernel */
+    const int64_t shapes[][2] = {{300, 128}, {7, 3072}, {5, 33}, {4, 2052}, {3, 4096}, {2, 4100}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t rows = shapes[s][0], dim = shapes[s][1];
         pair x = pair_rand(rows * dim), y = pair_rand(rows * dim), g = pair_rand(dim),
              sh = pair_rand(dim), sc = pair_rand(dim);
@@ -565,14 +587,21 @@ static void test_elementwise(void **state) {
     RUN2("clamp", g_cpu->i->clamp(g_cpu, y.cpu, a.cpu, -0.5f, 0.25f, n),
          g_cuda->i->clamp(g_cuda, y.gpu, a.gpu, -0.5f, 0.25f, n));
 #undef RUN2
-    /* gated_add in place on a, with and without a gate */
-    int64_t rows = 97, dim = 1030; /* rows * dim <= n */
-    pair g = pair_rand(dim);
-    for (int with_g = 0; with_g < 2; with_g++) {
-        tu_ok(g_cpu->i->gated_add(g_cpu, a.cpu, with_g ? g.cpu : NULL, b.cpu, rows, dim), "cpu");
-        tu_ok(g_cuda->i->gated_add(g_cuda, a.gpu, with_g ? g.gpu : NULL, b.gpu, rows, dim), "cuda");
-        compare(with_g ? "gated_add gate" : "gated_add no gate", &a, TOL_F32);
-    }
+    /* gated_add in place on a, with and without a gate; dim 1030 takes the
+     * scalar kernel, 1024 the float4 one, 1024 at an offset of 1 the
+     * scalar one again (unaligned) */
+    const int64_t ga_dims[3] = {1030, 1024, 1024}, ga_off[3] = {0, 0, 1};
+    pair g = pair_rand(1030 + 1);
+    for (int c = 0; c < 3; c++)
+        for (int with_g = 0; with_g < 2; with_g++) {
+            const int64_t rows = 97, dim = ga_dims[c], o = ga_off[c]; /* rows * dim + o <= n */
+            tu_ok(g_cpu->i->gated_add(g_cpu, a.cpu + o, with_g ? g.cpu + o : NULL, b.cpu + o, rows, dim), "cpu");
+            tu_ok(g_cuda->i->gated_add(g_cuda, a.gpu + o, with_g ? g.gpu + o : NULL, b.gpu + o, rows, dim), "cuda");
+            char what[64];
+            snprintf(what, sizeof what, "gated_add dim %lld off %lld gate %d", (long long)dim,
+                     (long long)o, with_g);
+            compare(what, &a, TOL_F32);
+        }
     /* copy_rows: 40 rows of 100 from stride 300 (offset 7) to stride 150 (offset 11) */
     poison(&y);
     tu_ok(g_cpu->i->copy_rows(g_cpu, y.cpu + 11, 150, a.cpu + 7, 300, 40, 100), "cpu");
@@ -828,6 +857,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_quant),
+        cmocka_unit_test(test_matmul_small),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_upload_f32),
