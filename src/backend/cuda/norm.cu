@@ -1,5 +1,6 @@
 /*
- * norm.cu — RMSNorm, LayerNorm + modulation, channel RMS_norm (see norm.cuh).
+ * norm.cu — RMSNorm, LayerNorm + modulation, channel RMS_norm and its
+ * per-pixel factor (see norm.cuh).
  *
  * One warp per row for rows of up to 1024 values (per-head QK norms of 128,
  * text hidden 3584 falls to the block path), one 256-thread block per row
@@ -238,5 +239,43 @@ extern "C" mold_status mold_cuda_op_channel_rms_norm(mold_backend *be, float *y,
                         (long long)c, (long long)hw);
     CUDA_OP(cb, "channel_rms_norm", c, hw);
     MOLD_CUDA_CHECK(cb, mold_cuda_channel_rms_norm(y, x, gamma, c, hw, cb->stream));
+    return mold_cuda_op_done(cb);
+}
+
+/* ==================================================================== */
+/* ---- channel_rms_scale ---- */
+/* ==================================================================== */
+
+/* s[p] = sqrt(C) / max(||x[:, p]||, 1e-12): one thread per pixel, channels
+ * unrolled by 8 so each thread keeps 8 independent loads in flight (a
+ * single pass over x at close to the memory rate). */
+__global__ void channel_rms_scale_kernel(float *s, const float *x, int64_t c, int64_t hw) {
+    for (int64_t p = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; p < hw;
+         p += (int64_t)gridDim.x * blockDim.x) {
+        const float *xp = x + p;
+        float ss = 0.0f;
+        int64_t k = 0;
+        for (; k + 8 <= c; k += 8) {
+            float v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) v[u] = xp[(k + u) * hw];
+#pragma unroll
+            for (int u = 0; u < 8; u++) ss += v[u] * v[u];
+        }
+        for (; k < c; k++) ss += xp[k * hw] * xp[k * hw];
+        s[p] = sqrtf((float)c) / fmaxf(sqrtf(ss), 1e-12f);
+    }
+}
+
+extern "C" mold_status mold_cuda_op_channel_rms_scale(mold_backend *be, float *s, const float *x,
+                                                      int64_t c, int64_t hw) {
+    cuda_backend *cb = cuda_of(be);
+    if (c <= 0 || hw < 0)
+        return MOLD_ERR(MOLD_E_INVALID, "channel_rms_scale: expected c > 0, hw >= 0, got %lld, %lld",
+                        (long long)c, (long long)hw);
+    if (hw == 0) return MOLD_OK;
+    CUDA_OP(cb, "channel_rms_scale", c, hw);
+    channel_rms_scale_kernel<<<cuda_blocks(hw, 256), 256, 0, cb->stream>>>(s, x, c, hw);
+    MOLD_CUDA_LAUNCH_CHECK(cb);
     return mold_cuda_op_done(cb);
 }
