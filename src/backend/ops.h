@@ -178,6 +178,18 @@ typedef struct mold_backend_i {
      * decides). MOLD_DTYPE_INVALID: as stored (the default). f32 and bf16
      * weights are unaffected. Other values: MOLD_E_INVALID. */
     mold_status (*set_weight_hold)(mold_backend *be, mold_dtype hold);
+
+    /* ---- fused ops (optional: NULL means "compose the plain ops") ---- */
+    /* Two-layer MLP with tanh GELU, w2->n_in == w1->n_out == F:
+     *   y[m, w2->n_out] = gelu_tanh(x[m, w1->n_in] W1^T + b1) W2^T + b2
+     * (biases nullable). tmp is backend memory of m * F floats the op may
+     * overwrite: the composition keeps the hidden activation there, CUDA
+     * keeps it as bf16 (diffusers' bf16 Linear output, GELU on bf16) with
+     * the bf16 x beside it. y may alias x (x is consumed first), not tmp.
+     * Absent (the CPU backend): matmul into tmp, gelu_tanh, matmul. */
+    mold_status (*mlp_gelu)(mold_backend *be, float *y, const float *x, int64_t m,
+                            const mold_weight *w1, const float *b1, const mold_weight *w2,
+                            const float *b2, float *tmp);
 } mold_backend_i;
 
 /* Every backend instance starts with this header. */

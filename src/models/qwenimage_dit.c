@@ -763,18 +763,27 @@ static mold_status attention_sample(mold_dit *d, const dit_block *bk, const dit_
     return be->i->gated_add(be, hi, mi + MOD_GATE1 * D, xi, N, D);
 }
 
+/* x = fc2(gelu_tanh(fc1(x))) over `rows` rows, the hidden [rows, F] in
+ * hid: the backend's fused op when it has one, else the three plain ops. */
+static mold_status mlp(mold_dit *d, float *x, int64_t rows, const dit_linear *fc1,
+                       const dit_linear *fc2, float *hid) {
+    mold_backend *be = d->be;
+    if (be->i->mlp_gelu)
+        return be->i->mlp_gelu(be, x, x, rows, &fc1->w, fc1->b, &fc2->w, fc2->b, hid);
+    MOLD_TRY(linear(d, hid, x, rows, fc1));
+    MOLD_TRY(be->i->gelu_tanh(be, hid, hid, rows * d->ffn));
+    return linear(d, x, hid, rows, fc2);
+}
+
 /* MLP half of one stream for all samples: h += gate2 * fc2(gelu(fc1(mod2(h)))).
  * x [B, n, D] holds the modulated input then the MLP output. */
 static mold_status mlp_stream(mold_dit *d, float *h, float *x, const float *mod, int64_t n,
                               int batch, const dit_linear *fc1, const dit_linear *fc2) {
     const int64_t D = d->dim, rows = (int64_t)batch * n;
-    float *hid = d->buf.scratch; /* [B, n, F] */
     for (int b = 0; b < batch; b++)
         MOLD_TRY(modulate(d, x + b * n * D, h + b * n * D, mod + b * 6 * D, MOD_SHIFT2, MOD_SCALE2,
                           n));
-    MOLD_TRY(linear(d, hid, x, rows, fc1));
-    MOLD_TRY(d->be->i->gelu_tanh(d->be, hid, hid, rows * d->ffn));
-    MOLD_TRY(linear(d, x, hid, rows, fc2));
+    MOLD_TRY(mlp(d, x, rows, fc1, fc2, d->buf.scratch)); /* scratch: [B, n, F] */
     for (int b = 0; b < batch; b++)
         MOLD_TRY(d->be->i->gated_add(d->be, h + b * n * D, mod + b * 6 * D + MOD_GATE2 * D,
                                      x + b * n * D, n, D));

@@ -13,7 +13,7 @@
  *
  * Tolerances (relative L2 error vs CPU):
  *   - ops whose inputs CUDA rounds to bf16 (matmul with bf16/f16/ggml
- *     weights, conv2d, attention): 1e-2 (bf16 has 8 significant bits, so a
+ *     weights, the fused MLP, conv2d, attention): 1e-2 (bf16 has 8 significant bits, so a
  *     K-term dot product lands near 2^-9 / sqrt-averaged, ~3e-3);
  *   - f32 paths (f32-weight matmul, norms, rope, elementwise, embed): 1e-5.
  */
@@ -39,6 +39,8 @@ void mold_cuda_attention_set_variant(int v);
 void mold_cuda_conv_set_variant(int v);
 /* cuda_backend.cu: piece size of bf16-held uploads (0 = default). */
 void mold_cuda_set_hold_piece_bytes(size_t bytes);
+/* mlp.cu: 0 adds b1 in the GELU kernel instead of GEMM1's epilogue. */
+void mold_cuda_mlp_set_bias_epilogue(int on);
 
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-5
@@ -199,6 +201,84 @@ static void test_matmul_quant(void **state) {
                             MOLD_Q2_K, MOLD_Q3_K, MOLD_Q4_K, MOLD_Q5_K, MOLD_Q6_K};
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
         check_matmul(q[i], 37, 512, 72, i % 2 == 0, 0, TOL_BF16);
+}
+
+/* ---- fused MLP ---- */
+
+/* mlp_gelu on CUDA against the CPU composition (matmul, gelu_tanh, matmul).
+ * x is scaled by 1/sqrt(n_in) so the pre-activations land where GELU
+ * bends. alias: y is x (n_out == n_in). */
+static void check_mlp(mold_dtype dt1, mold_dtype dt2, int64_t m, int64_t n_in, int64_t f,
+                      int64_t n_out, int with_bias, int64_t x_off, int alias, double tol) {
+    wpair w1, w2;
+    wpair_make(&w1, dt1, f, n_in);
+    wpair_make(&w2, dt2, n_out, f);
+    float *xh = rnd(m * n_in + x_off);
+    for (int64_t i = 0; i < m * n_in + x_off; i++) xh[i] /= sqrtf((float)n_in);
+    pair x = pair_make(xh, m * n_in + x_off), y = pair_rand(m * n_out), h = pair_rand(m * f);
+    pair b1 = pair_rand(f), b2 = pair_rand(n_out);
+    free(xh);
+    const float *b1c = with_bias ? b1.cpu : NULL, *b2c = with_bias ? b2.cpu : NULL;
+    const float *b1g = with_bias ? b1.gpu : NULL, *b2g = with_bias ? b2.gpu : NULL;
+    float *yc = alias ? x.cpu + x_off : y.cpu, *yg = alias ? x.gpu + x_off : y.gpu;
+    if (!alias) poison(&y);
+    tu_ok(g_cpu->i->matmul(g_cpu, h.cpu, x.cpu + x_off, m, &w1.wc, b1c), "cpu fc1");
+    tu_ok(g_cpu->i->gelu_tanh(g_cpu, h.cpu, h.cpu, m * f), "cpu gelu");
+    tu_ok(g_cpu->i->matmul(g_cpu, yc, h.cpu, m, &w2.wc, b2c), "cpu fc2");
+    tu_ok(g_cuda->i->mlp_gelu(g_cuda, yg, x.gpu + x_off, m, &w1.wg, b1g, &w2.wg, b2g, h.gpu),
+          "cuda mlp_gelu");
+    char what[128];
+    snprintf(what, sizeof what, "mlp_gelu %s/%s m=%lld %lld->%lld->%lld%s off=%lld%s",
+             mold_dtype_name(dt1), mold_dtype_name(dt2), (long long)m, (long long)n_in,
+             (long long)f, (long long)n_out, with_bias ? " +bias" : "", (long long)x_off,
+             alias ? " y=x" : "");
+    if (alias) { /* compare the y rows inside x (the offset head is equal on both) */
+        float *a = malloc((size_t)(m * n_out) * 4), *b = malloc((size_t)(m * n_out) * 4);
+        assert_non_null(a);
+        assert_non_null(b);
+        tu_ok(g_cuda->i->download(g_cuda, a, yg, (size_t)(m * n_out) * 4), "dl");
+        tu_ok(g_cpu->i->download(g_cpu, b, yc, (size_t)(m * n_out) * 4), "dl");
+        tu_check_close(what, a, b, (size_t)(m * n_out), tol);
+        free(a);
+        free(b);
+    } else {
+        compare(what, &y, tol);
+    }
+    pair_free(&x); pair_free(&y); pair_free(&h); pair_free(&b1); pair_free(&b2);
+    wpair_free(&w1);
+    wpair_free(&w2);
+}
+
+static void test_mlp_gelu(void **state) {
+    (void)state;
+    /* dt1, dt2, m, n_in, F, n_out, bias, x_off, alias */
+    check_mlp(MOLD_BF16, MOLD_BF16, 67, 96, 384, 96, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_BF16, MOLD_BF16, 33, 96, 384, 96, 0, 5, 0, TOL_BF16); /* unaligned x */
+    check_mlp(MOLD_BF16, MOLD_BF16, 33, 40, 164, 40, 1, 0, 0, TOL_BF16); /* F % 8: scalar GELU */
+    check_mlp(MOLD_BF16, MOLD_BF16, 45, 96, 384, 96, 1, 3, 1, TOL_BF16); /* y aliases x */
+    check_mlp(MOLD_BF16, MOLD_BF16, 1, 64, 256, 48, 1, 0, 0, TOL_BF16);  /* one row */
+    check_mlp(MOLD_BF16, MOLD_BF16, 50, 512, 128, 64, 1, 0, 0, TOL_BF16); /* x beside tmp: no */
+    check_mlp(MOLD_F16, MOLD_BF16, 19, 64, 256, 64, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_Q4_0, MOLD_Q4_1, 45, 256, 1024, 256, 1, 0, 0, TOL_BF16); /* the q4_0 DiT */
+    check_mlp(MOLD_Q4_K, MOLD_Q6_K, 21, 256, 512, 256, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_F32, MOLD_F32, 45, 100, 400, 36, 1, 0, 0, TOL_F32); /* small m: exact */
+    mold_cuda_mlp_set_bias_epilogue(0); /* b1 added by the GELU kernel */
+    check_mlp(MOLD_BF16, MOLD_BF16, 67, 96, 384, 96, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_BF16, MOLD_BF16, 33, 40, 164, 40, 1, 0, 0, TOL_BF16);
+    mold_cuda_mlp_set_bias_epilogue(1);
+    check_mlp(MOLD_BF16, MOLD_BF16, 2053, 1024, 4096, 1024, 1, 0, 0, TOL_BF16); /* large */
+    /* errors: W2's n_in must be W1's n_out; tmp is required */
+    wpair a, b;
+    wpair_make(&a, MOLD_BF16, 64, 32);
+    wpair_make(&b, MOLD_BF16, 32, 48);
+    float *p = g_cuda->i->alloc(g_cuda, 64 * 64 * 4);
+    tu_expect_error(g_cuda->i->mlp_gelu(g_cuda, p, p, 2, &a.wg, NULL, &b.wg, NULL, p),
+                    MOLD_E_INVALID, "n_in", "mlp_gelu with mismatched weights");
+    tu_expect_error(g_cuda->i->mlp_gelu(g_cuda, p, p, 2, &a.wg, NULL, &a.wg, NULL, NULL),
+                    MOLD_E_INVALID, "tmp", "mlp_gelu without tmp");
+    g_cuda->i->free(g_cuda, p);
+    wpair_free(&a);
+    wpair_free(&b);
 }
 
 static void test_embed(void **state) {
@@ -664,6 +744,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_quant),
+        cmocka_unit_test(test_mlp_gelu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_upload_f32),

@@ -1,7 +1,7 @@
 /*
  * cuda_backend.cu — the CUDA backend's handle: creation, memory, transfers,
  * weights and the op table (ops.h). The ops themselves live in one .cu/.cuh
- * pair per family (matmul, norm, rope, attention, elementwise, conv).
+ * pair per family (matmul, mlp, norm, rope, attention, elementwise, conv).
  *
  * Ownership: see cuda_common.cuh. alloc() is a plain cudaMalloc (no managed
  * memory: it can hang a shared GPU); model code reserves its activations once
@@ -30,6 +30,7 @@
 #include "cuda_common.cuh"
 #include "elementwise.cuh"
 #include "matmul.cuh"
+#include "mlp.cuh"
 #include "norm.cuh"
 #include "profile.cuh"
 #include "rope.cuh"
@@ -497,6 +498,7 @@ static const mold_backend_i CUDA_I = {
     mold_cuda_op_count_nonfinite,
     be_memory_stats,
     be_set_weight_hold,
+    mold_cuda_op_mlp_gelu,
 };
 
 /* ==================================================================== */

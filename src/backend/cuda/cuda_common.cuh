@@ -51,6 +51,7 @@ extern "C" {
 typedef struct cuda_gemm_plan {
     int64_t m, n, k, lda, ldb, ldc; /* column-major cuBLAS shape and strides */
     int type_ab;                    /* cudaDataType of A and B */
+    int type_d;                     /* cudaDataType of D (f32, or bf16 for fused MLPs) */
     int trans_a;                    /* A transposed (weights [n_out, n_in]) */
     int has_bias;                   /* bias epilogue */
     int64_t align;                  /* pointer alignments A, B, D (packed) */

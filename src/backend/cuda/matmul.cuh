@@ -23,6 +23,28 @@ mold_status mold_cuda_gemm(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
                            float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                            cudaDataType_t ab, float *D, int64_t ldd, const float *bias);
 
+/* As mold_cuda_gemm with A and B bf16 and a bf16 D (the fused MLP's hidden
+ * activation, rounded once from the f32 accumulator). The f32 bias goes
+ * through the epilogue when cuBLASLt has one for the shape (*bias_done = 1);
+ * otherwise D is written without it (*bias_done = 0) and the caller adds it. */
+mold_status mold_cuda_gemm_bf16_out(cuda_backend *cb, int trans_a, int64_t m, int64_t n, int64_t k,
+                                    const void *A, int64_t lda, const void *B, int64_t ldb,
+                                    __nv_bfloat16 *D, int64_t ldd, const float *bias,
+                                    int *bias_done);
+
+/* A bf16 view of weight w in *out: w->data for bf16 weights, else w
+ * dequantized / rounded into `region` (n_out x n_in bf16, queued on the
+ * stream). */
+mold_status mold_cuda_weight_bf16(cuda_backend *cb, const mold_weight *w, __nv_bfloat16 *region,
+                                  const void **out);
+/* True when matmul(x[m, :], w) runs the exact f32 GEMM (no bf16 rounding). */
+bool mold_cuda_matmul_exact(const mold_weight *w, int64_t m);
+/* The matmul op's work without its op bookkeeping, for ops built from it. */
+mold_status mold_cuda_matmul_run(cuda_backend *cb, float *y, const float *x, int64_t m,
+                                 const mold_weight *w, const float *bias);
+/* MOLD_OK when w is a usable CUDA weight; `what` names the op in errors. */
+mold_status mold_cuda_check_weight(const mold_weight *w, const char *what);
+
 /* Op-table entries (ops.h). */
 mold_status mold_cuda_op_matmul(mold_backend *be, float *y, const float *x, int64_t m,
                                 const mold_weight *w, const float *bias);
