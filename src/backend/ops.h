@@ -190,6 +190,14 @@ typedef struct mold_backend_i {
     mold_status (*mlp_gelu)(mold_backend *be, float *y, const float *x, int64_t m,
                             const mold_weight *w1, const float *b1, const mold_weight *w2,
                             const float *b2, float *tmp);
+    /* Per-head RMSNorm then RoPE in one pass over x[n_tok, n_head, head_dim]:
+     *   y = rope(x / sqrt(mean over head_dim of x^2 + eps) * gamma)
+     * gamma [head_dim] nullable; cos_t, sin_t and mode as for rope(). y may
+     * alias x. Absent (the CPU backend): rms_norm over n_tok * n_head rows,
+     * then rope in place. */
+    mold_status (*rms_norm_rope)(mold_backend *be, float *y, const float *x, const float *gamma,
+                                 int64_t n_tok, int64_t n_head, int64_t head_dim, float eps,
+                                 const float *cos_t, const float *sin_t, mold_rope_mode mode);
 } mold_backend_i;
 
 /* Every backend instance starts with this header. */

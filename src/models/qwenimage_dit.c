@@ -719,12 +719,21 @@ static mold_status modulate(mold_dit *d, float *y, const float *x, const float *
                                          D, LN_EPS);
 }
 
-/* q or k of one stream: y = RMSNorm_head(W x) (per head over head_dim, with
- * gamma), through tmp so the norm never runs in place. */
+/* q or k of one stream: y = RoPE(RMSNorm_head(W x)) (per head over head_dim,
+ * with gamma; RoPE after the QK norm, TQI processor order) with the stream's
+ * tables, through tmp so the norm never runs in place. One fused pass when
+ * the backend has rms_norm_rope. */
 static mold_status qk_proj(mold_dit *d, float *y, float *tmp, const float *x, int64_t rows,
-                           const dit_linear *l, const float *gamma) {
+                           const dit_linear *l, const float *gamma, const float *cos_t,
+                           const float *sin_t) {
+    mold_backend *be = d->be;
+    const int64_t H = d->n_head, hd = d->head_dim;
     MOLD_TRY(linear(d, tmp, x, rows, l));
-    return d->be->i->rms_norm(d->be, y, tmp, gamma, rows * d->n_head, d->head_dim, RMS_EPS);
+    if (be->i->rms_norm_rope)
+        return be->i->rms_norm_rope(be, y, tmp, gamma, rows, H, hd, RMS_EPS, cos_t, sin_t,
+                                    MOLD_ROPE_INTERLEAVED);
+    MOLD_TRY(be->i->rms_norm(be, y, tmp, gamma, rows * H, hd, RMS_EPS));
+    return be->i->rope(be, y, rows, H, hd, cos_t, sin_t, MOLD_ROPE_INTERLEAVED);
 }
 
 /* Joint attention of sample b: modulated inputs xi/xt -> gated residual
@@ -742,17 +751,13 @@ static mold_status attention_sample(mold_dit *d, const dit_block *bk, const dit_
     MOLD_TRY(modulate(d, xi, hi, mi, MOD_SHIFT1, MOD_SCALE1, N));
     MOLD_TRY(modulate(d, xt, ht, mt, MOD_SHIFT1, MOD_SCALE1, L));
     /* joint order [text, image]: text rows 0..L-1, image rows L..S-1 */
-    MOLD_TRY(qk_proj(d, q, o, xt, L, &bk->add_q, bk->norm_added_q));
-    MOLD_TRY(qk_proj(d, q + L * D, o, xi, N, &bk->to_q, bk->norm_q));
-    MOLD_TRY(qk_proj(d, k, o, xt, L, &bk->add_k, bk->norm_added_k));
-    MOLD_TRY(qk_proj(d, k + L * D, o, xi, N, &bk->to_k, bk->norm_k));
+    const float *tc = w->txt_cos, *ts = w->txt_sin, *ic = w->img_cos, *is = w->img_sin;
+    MOLD_TRY(qk_proj(d, q, o, xt, L, &bk->add_q, bk->norm_added_q, tc, ts));
+    MOLD_TRY(qk_proj(d, q + L * D, o, xi, N, &bk->to_q, bk->norm_q, ic, is));
+    MOLD_TRY(qk_proj(d, k, o, xt, L, &bk->add_k, bk->norm_added_k, tc, ts));
+    MOLD_TRY(qk_proj(d, k + L * D, o, xi, N, &bk->to_k, bk->norm_k, ic, is));
     MOLD_TRY(linear(d, v, xt, L, &bk->add_v));
     MOLD_TRY(linear(d, v + L * D, xi, N, &bk->to_v));
-    /* RoPE after the QK norm (TQI processor order), per stream's table */
-    MOLD_TRY(be->i->rope(be, q, L, H, hd, w->txt_cos, w->txt_sin, MOLD_ROPE_INTERLEAVED));
-    MOLD_TRY(be->i->rope(be, q + L * D, N, H, hd, w->img_cos, w->img_sin, MOLD_ROPE_INTERLEAVED));
-    MOLD_TRY(be->i->rope(be, k, L, H, hd, w->txt_cos, w->txt_sin, MOLD_ROPE_INTERLEAVED));
-    MOLD_TRY(be->i->rope(be, k + L * D, N, H, hd, w->img_cos, w->img_sin, MOLD_ROPE_INTERLEAVED));
     const float *kv = s->key_valid ? s->key_valid + b * S : NULL;
     MOLD_TRY(be->i->attention(be, o, q, k, v, S, S, H, H, hd, 1.0f / sqrtf((float)hd), kv,
                               false));

@@ -441,7 +441,7 @@ static void test_gguf(void **state) {
  * same plain ops (they must agree exactly and be called as often as the
  * model has places for them: the model hands them what the composition
  * uses), and with the backend's own table (CPU: no fused ops; CUDA: the bf16
- * hidden MLP, within TOL of the plain ops). */
+ * hidden MLP and the one-pass QK norm + RoPE, within TOL of the plain ops). */
 
 static const mold_backend_i *g_plain;
 static int g_n_mlp;
@@ -453,6 +453,17 @@ static mold_status tc_mlp_gelu(mold_backend *be, float *y, const float *x, int64
     MOLD_TRY(g_plain->matmul(be, tmp, x, m, w1, b1));
     MOLD_TRY(g_plain->gelu_tanh(be, tmp, tmp, m * w1->n_out));
     return g_plain->matmul(be, y, tmp, m, w2, b2);
+}
+
+static int g_n_norm_rope;
+
+static mold_status tc_rms_norm_rope(mold_backend *be, float *y, const float *x,
+                                    const float *gamma, int64_t n_tok, int64_t n_head,
+                                    int64_t head_dim, float eps, const float *cos_t,
+                                    const float *sin_t, mold_rope_mode mode) {
+    g_n_norm_rope++;
+    MOLD_TRY(g_plain->rms_norm(be, y, x, gamma, n_tok * n_head, head_dim, eps));
+    return g_plain->rope(be, y, n_tok, n_head, head_dim, cos_t, sin_t, mode);
 }
 
 static void run_fused(const char *fixture) {
@@ -470,7 +481,9 @@ static void run_fused(const char *fixture) {
     const mold_backend_i *own = be->i;
     mold_backend_i off = *own, tc = *own;
     off.mlp_gelu = NULL;
+    off.rms_norm_rope = NULL;
     tc.mlp_gelu = tc_mlp_gelu;
+    tc.rms_norm_rope = tc_rms_norm_rope;
     g_plain = &off;
     const size_t n = 2 * 24 * 64;
     float *plain = malloc(n * sizeof(float)), *comp = malloc(n * sizeof(float)),
@@ -479,13 +492,16 @@ static void run_fused(const char *fixture) {
     be->i = &off;
     case_forward(be, &cfg, &src, cst, plain);
     be->i = &tc;
-    g_n_mlp = 0;
+    g_n_mlp = g_n_norm_rope = 0;
     case_forward(be, &cfg, &src, cst, comp);
     be->i = own;
     case_forward(be, &cfg, &src, cst, fused);
     printf("  %s: mlp_gelu called %d times (2 streams x %d blocks)\n", fixture, g_n_mlp,
            cfg.num_layers);
+    printf("  %s: rms_norm_rope called %d times (q, k x 2 streams x 2 samples x %d blocks)\n",
+           fixture, g_n_norm_rope, cfg.num_layers);
     assert_int_equal(g_n_mlp, 2 * cfg.num_layers);
+    assert_int_equal(g_n_norm_rope, 8 * cfg.num_layers);
     char what[160];
     snprintf(what, sizeof what, "%s composed fused ops vs plain ops", fixture);
     tu_check_close(what, comp, plain, n, tu_tol(0.0, 1e-6));

@@ -473,6 +473,51 @@ static void test_rope(void **state) {
     pair_free(&cs); pair_free(&sn);
 }
 
+/* rms_norm_rope on CUDA against the CPU composition (rms_norm, then rope in
+ * place), from an x offset by x_off floats; in_place: y is x. */
+static void check_norm_rope(int64_t n_tok, int64_t n_head, int64_t d, mold_rope_mode mode,
+                            int with_g, int64_t x_off, int in_place) {
+    const int64_t n = n_tok * n_head * d;
+    pair cs = pair_rand(n_tok * d / 2), sn = pair_rand(n_tok * d / 2), g = pair_rand(d);
+    pair x = pair_rand(n + x_off), y = pair_rand(n + x_off);
+    const float *gc = with_g ? g.cpu : NULL, *gg = with_g ? g.gpu : NULL;
+    pair *out = in_place ? &x : &y;
+    if (!in_place) poison(&y);
+    tu_ok(g_cpu->i->rms_norm(g_cpu, out->cpu + x_off, x.cpu + x_off, gc, n_tok * n_head, d, 1e-6f),
+          "cpu rms_norm");
+    tu_ok(g_cpu->i->rope(g_cpu, out->cpu + x_off, n_tok, n_head, d, cs.cpu, sn.cpu, mode),
+          "cpu rope");
+    tu_ok(g_cuda->i->rms_norm_rope(g_cuda, out->gpu + x_off, x.gpu + x_off, gg, n_tok, n_head, d,
+                                   1e-6f, cs.gpu, sn.gpu, mode),
+          "cuda rms_norm_rope");
+    if (!in_place) { /* the x_off head of y: equal on both sides */
+        tu_ok(g_cpu->i->copy(g_cpu, y.cpu, x.cpu, (size_t)x_off * 4), "head");
+        tu_ok(g_cuda->i->copy(g_cuda, y.gpu, x.gpu, (size_t)x_off * 4), "head");
+    }
+    char what[112];
+    snprintf(what, sizeof what, "rms_norm_rope %s %lldx%lldx%lld gamma=%d off=%lld%s",
+             mode ? "half" : "interleaved", (long long)n_tok, (long long)n_head, (long long)d,
+             with_g, (long long)x_off, in_place ? " in place" : "");
+    compare(what, out, TOL_F32);
+    pair_free(&cs); pair_free(&sn); pair_free(&g); pair_free(&x); pair_free(&y);
+}
+
+static void test_rms_norm_rope(void **state) {
+    (void)state;
+    /* n_tok, n_head, head_dim, mode, gamma, x_off, in place */
+    check_norm_rope(45, 3, 64, MOLD_ROPE_INTERLEAVED, 1, 0, 0);
+    check_norm_rope(45, 3, 64, MOLD_ROPE_HALF, 1, 0, 0);
+    check_norm_rope(13, 24, 128, MOLD_ROPE_INTERLEAVED, 1, 0, 1); /* the DiT's text rows */
+    check_norm_rope(7, 5, 34, MOLD_ROPE_INTERLEAVED, 0, 1, 0);    /* 17 pairs, unaligned */
+    check_norm_rope(9, 2, 160, MOLD_ROPE_HALF, 1, 3, 1);          /* 80 pairs: 3 per lane */
+    check_norm_rope(6889, 24, 128, MOLD_ROPE_INTERLEAVED, 1, 0, 0); /* 1328^2 image rows */
+    float *p = g_cuda->i->alloc(g_cuda, 4096);
+    tu_expect_error(g_cuda->i->rms_norm_rope(g_cuda, p, p, NULL, 2, 2, 15, 1e-6f, p, p,
+                                             MOLD_ROPE_INTERLEAVED),
+                    MOLD_E_INVALID, "even head_dim", "rms_norm_rope with an odd head_dim");
+    g_cuda->i->free(g_cuda, p);
+}
+
 /* ---- attention ---- */
 
 static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, int64_t d,
@@ -751,6 +796,7 @@ int main(void) {
         cmocka_unit_test(test_weight_hold),
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rms_norm_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_flash4),
         cmocka_unit_test(test_attention_errors),

@@ -499,6 +499,7 @@ static const mold_backend_i CUDA_I = {
     be_memory_stats,
     be_set_weight_hold,
     mold_cuda_op_mlp_gelu,
+    mold_cuda_op_rms_norm_rope,
 };
 
 /* ==================================================================== */
