@@ -44,7 +44,8 @@
  * grows one scratch buffer for per-op temporaries and never shrinks it
  * (src/backend/cuda/cuda_backend.cu mold_cuda_scratch: size + 1/8). The
  * estimate below mirrors its users: matmul (bf16 copy of the activations,
- * plus a bf16 copy of a block-quantized weight), the fused MLP (the bf16
+ * plus a bf16 copy of a block-quantized weight, or of an f32 one from 256
+ * rows: below, f32 weights take the exact GEMM and no scratch), the fused MLP (the bf16
  * hidden and x live in the model's own scratch: only a bf16 copy of a
  * block-quantized weight), attention (bf16 q, k, v;
  * plus the score chunk when the head dim rules out the flash kernel) and
@@ -67,9 +68,11 @@
 #define LATENT_CH 16
 #define PACKED_DIM 64
 
-/* mirrors of the CUDA backend's constants (cuda_common.cuh, conv.cu, attention.cu) */
+/* mirrors of the CUDA backend's constants (cuda_common.cuh, conv.cu, attention.cu,
+ * matmul.cuh) */
 #define CUDA_CONV_COL_BYTES (256 * MIB)
 #define CUDA_ATTN_GEMM_SCRATCH (512 * MIB)
+#define CUDA_F32_BF16_MIN_M 256
 
 /* ------------------------------------------------------------------------ */
 /* ---- names and defaults ---- */
@@ -107,24 +110,25 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 /* What mold_cuda_scratch() allocates for a request of b bytes. */
 static uint64_t scratch_grown(uint64_t b) { return b ? a256(b + b / 8) : 0; }
 
-static bool is_quant(mold_dtype t) {
-    const mold_dtype_info *info = mold_dtype_get(t);
-    return info && info->is_quant;
+/* f32 weights below CUDA_F32_BF16_MIN_M rows: the exact f32 GEMM, no scratch. */
+static bool f32_exact(mold_dtype w, uint64_t m) {
+    return w == MOLD_F32 && m < CUDA_F32_BF16_MIN_M;
 }
 
-/* matmul y[m, n_out] = x[m, k] W^T: f32 weights need nothing; others a bf16
- * x, and block formats a bf16 W as well (f16 weights are bf16 on CUDA). */
+/* matmul y[m, n_out] = x[m, k] W^T: a bf16 x, and a bf16 W as well for block
+ * formats and (large m) f32 (f16 weights are bf16 on CUDA). */
 static uint64_t mm_scratch(mold_dtype w, uint64_t m, uint64_t k, uint64_t n_out) {
-    if (w == MOLD_F32) return 0;
-    return a256(m * k * 2) + (is_quant(w) ? a256(n_out * k * 2) : 0);
+    if (f32_exact(w, m)) return 0;
+    return a256(m * k * 2) + (w != MOLD_BF16 ? a256(n_out * k * 2) : 0);
 }
 
 /* mlp_gelu (src/backend/cuda/mlp.cu) on m rows, D -> F -> D: the bf16
  * hidden [m, F] and x [m, D] share the caller's f32 [m, F] buffer when they
  * fit (else x takes scratch), plus one bf16 copy of a non-bf16 weight (W1
- * and W2 have the same size). f32 weights keep the exact composition. */
+ * and W2 have the same size). f32 weights at small m keep the exact
+ * composition. */
 static uint64_t mlp_scratch(mold_dtype w, uint64_t m, uint64_t d, uint64_t f) {
-    if (w == MOLD_F32) return 0;
+    if (f32_exact(w, m)) return 0;
     uint64_t x = a256(m * f * 2) + m * d * 2 <= m * f * 4 ? 0 : a256(m * d * 2);
     return x + (w != MOLD_BF16 ? a256(f * d * 2) : 0);
 }

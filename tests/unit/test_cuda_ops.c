@@ -15,7 +15,8 @@
  *   - ops whose inputs CUDA rounds to bf16 (matmul with bf16/f16/ggml
  *     weights, the fused MLP, conv2d, attention): 1e-2 (bf16 has 8 significant bits, so a
  *     K-term dot product lands near 2^-9 / sqrt-averaged, ~3e-3);
- *   - f32 paths (f32-weight matmul, norms, rope, elementwise, embed): 1e-5.
+ *   - f32 paths (f32-weight matmul below 256 rows, norms, rope, elementwise,
+ *     embed): 1e-5; f32 weights from 256 rows take the bf16 GEMM: 1e-2.
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,6 +42,8 @@ void mold_cuda_conv_set_variant(int v);
 void mold_cuda_set_hold_piece_bytes(size_t bytes);
 /* mlp.cu: 0 adds b1 in the GELU kernel instead of GEMM1's epilogue. */
 void mold_cuda_mlp_set_bias_epilogue(int on);
+/* matmul.cu: rows from which f32 weights take the bf16 GEMM (<= 0: default). */
+void mold_cuda_matmul_set_f32_bf16_min_m(int64_t m);
 
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-5
@@ -162,8 +165,8 @@ static void wpair_free(wpair *w) {
 
 /* ---- matmul, embed ---- */
 
-static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int with_bias,
-                         int64_t x_off, double tol) {
+static double check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int with_bias,
+                           int64_t x_off, double tol) {
     wpair w;
     wpair_make(&w, dt, n_out, n_in);
     pair x = pair_rand(m * n_in + x_off), y = pair_rand(m * n_out + 3), b = pair_rand(n_out);
@@ -178,11 +181,12 @@ static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, 
     snprintf(what, sizeof what, "matmul %s m=%lld %lldx%lld%s off=%lld", mold_dtype_name(dt),
              (long long)m, (long long)n_out, (long long)n_in, with_bias ? " +bias" : "",
              (long long)x_off);
-    compare(what, &y, tol);
+    double rel = compare(what, &y, tol);
     pair_free(&x);
     pair_free(&y);
     pair_free(&b);
     wpair_free(&w);
+    return rel;
 }
 
 static void test_matmul(void **state) {
@@ -193,6 +197,16 @@ static void test_matmul(void **state) {
     check_matmul(MOLD_F16, 45, 256, 136, 1, 0, TOL_BF16);
     check_matmul(MOLD_F32, 45, 100, 36, 1, 0, TOL_F32);   /* exact f32 GEMM */
     check_matmul(MOLD_F32, 7, 100, 36, 0, 1, TOL_F32);
+    /* f32 weights from CUDA_F32_BF16_MIN_M (256) rows: the bf16 GEMM */
+    check_matmul(MOLD_F32, 255, 100, 36, 1, 0, TOL_F32);
+    double rel = check_matmul(MOLD_F32, 256, 100, 36, 1, 0, TOL_BF16);
+    check_matmul(MOLD_F32, 1001, 384, 384, 1, 3, TOL_BF16); /* the VAE attention's shape */
+    mold_cuda_matmul_set_f32_bf16_min_m(INT64_MAX);       /* the same case, kept exact */
+    double rel_exact = check_matmul(MOLD_F32, 256, 100, 36, 1, 0, TOL_F32);
+    mold_cuda_matmul_set_f32_bf16_min_m(0);
+    printf("  f32 weights at m=256: rel %.2e on the bf16 path, %.2e kept exact\n", rel,
+           rel_exact);
+    assert_true(rel > 1e-4); /* the bf16 path was taken: its rounding shows */
 }
 
 static void test_matmul_quant(void **state) {
@@ -262,6 +276,8 @@ static void test_mlp_gelu(void **state) {
     check_mlp(MOLD_Q4_0, MOLD_Q4_1, 45, 256, 1024, 256, 1, 0, 0, TOL_BF16); /* the q4_0 DiT */
     check_mlp(MOLD_Q4_K, MOLD_Q6_K, 21, 256, 512, 256, 1, 0, 0, TOL_BF16);
     check_mlp(MOLD_F32, MOLD_F32, 45, 100, 400, 36, 1, 0, 0, TOL_F32); /* small m: exact */
+    check_mlp(MOLD_F32, MOLD_F32, 300, 100, 400, 36, 1, 0, 0, TOL_BF16); /* 256+: bf16 */
+    check_mlp(MOLD_BF16, MOLD_F32, 45, 64, 256, 64, 1, 0, 0, TOL_BF16);  /* mixed: composed */
     mold_cuda_mlp_set_bias_epilogue(0); /* b1 added by the GELU kernel */
     check_mlp(MOLD_BF16, MOLD_BF16, 67, 96, 384, 96, 1, 0, 0, TOL_BF16);
     check_mlp(MOLD_BF16, MOLD_BF16, 33, 40, 164, 40, 1, 0, 0, TOL_BF16);

@@ -711,7 +711,8 @@ static uint64_t grown(uint64_t b) { return a256(b + b / 8); }
 
 static uint64_t denoise_scratch(mold_dtype dit, int side) {
     mold_plan_policy pol = mold_plan_policy_default();
-    mold_device_snapshot d = cuda_card(79.1, 78.5);
+    /* an f32 transformer (81.8 GB) needs a bigger card than 80 GB */
+    mold_device_snapshot d = dit == MOLD_F32 ? cuda_card(190, 189) : cuda_card(79.1, 78.5);
     mold_model_facts f = real_facts(dit, MOLD_BF16);
     mold_plan_request r = req(side, side, true);
     r.n_encode = 0;
@@ -742,6 +743,15 @@ static void test_cuda_scratch(void **state) {
         uint64_t want_q = attn > mod_q ? attn : mod_q;
         assert_int_equal(q4, grown(want_q > mlp_q ? want_q : mlp_q));
     }
+    /* f32 weights: exact f32 GEMMs (no scratch) below 256 rows, the bf16 path
+     * from there. At 512^2 the image MLP (2048 rows) rounds its f32 weights
+     * into one bf16 copy, F*D*2, larger than everything else (the attention's
+     * 20 MB, proj_out's bf16 x + W 13 MB; modulation and the text stream's
+     * 154 rows stay exact) */
+    uint64_t f32 = denoise_scratch(MOLD_F32, 512);
+    printf("  512^2 f32: %.1f MB (fused MLP's bf16 weight copy %.1f MB)\n", f32 / 1e6,
+           a256(F * D * 2) / 1e6);
+    assert_int_equal(f32, grown(a256(F * D * 2)));
 }
 
 /* ---- the JSON line ---- */

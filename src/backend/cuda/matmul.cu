@@ -209,18 +209,26 @@ extern "C" mold_status mold_cuda_weight_bf16(cuda_backend *cb, const mold_weight
     return MOLD_OK;
 }
 
+static int64_t g_f32_bf16_min_m = CUDA_F32_BF16_MIN_M;
+
+/* Test/benchmark hook: the m from which f32 weights take the bf16 path
+ * (<= 0 restores CUDA_F32_BF16_MIN_M; INT64_MAX keeps every f32 GEMM exact). */
+extern "C" void mold_cuda_matmul_set_f32_bf16_min_m(int64_t m) {
+    g_f32_bf16_min_m = m > 0 ? m : CUDA_F32_BF16_MIN_M;
+}
+
 extern "C" bool mold_cuda_matmul_exact(const mold_weight *w, int64_t m) {
-    (void)m;
-    return w->dtype == MOLD_F32;
+    return w->dtype == MOLD_F32 && m < g_f32_bf16_min_m;
 }
 
 /* The matmul without the op bookkeeping (CUDA_OP / op_done), for ops that
- * compose it. Scratch: bf16 x, then a bf16 copy of a non-bf16 weight;
- * nothing for the exact f32 path. */
+ * compose it. Scratch: bf16 x, then a bf16 copy of a non-bf16 weight (block
+ * formats; f32 from CUDA_F32_BF16_MIN_M rows); nothing for the exact f32
+ * path. */
 extern "C" mold_status mold_cuda_matmul_run(cuda_backend *cb, float *y, const float *x, int64_t m,
                                             const mold_weight *w, const float *bias) {
     int64_t k = w->n_in, n_out = w->n_out;
-    if (mold_cuda_matmul_exact(w, m)) /* small m: exact f32 GEMM on f32 activations */
+    if (mold_cuda_matmul_exact(w, m)) /* f32, small m: exact f32 GEMM on f32 activations */
         return mold_cuda_gemm(cb, 1, n_out, m, k, 1.0f, w->data, k, x, k, CUDA_R_32F, y, n_out,
                               bias);
     size_t xb_bytes = cuda_align256((size_t)m * k * 2);

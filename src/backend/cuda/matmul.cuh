@@ -5,13 +5,28 @@
  *
  * Precision: bf16 weights (f16 weights become bf16 at upload) and ggml block
  * weights (dequantized into a bf16 scratch per call) multiply bf16-rounded
- * activations with fp32 accumulation and fp32 output; f32 weights run an
- * exact-f32 GEMM (CUBLAS_COMPUTE_32F, no TF32) on the f32 activations.
+ * activations with fp32 accumulation and fp32 output. f32 weights run an
+ * exact-f32 GEMM (CUBLAS_COMPUTE_32F, no TF32) on the f32 activations below
+ * CUDA_F32_BF16_MIN_M rows, and from there the bf16 path too (the weight
+ * rounded into scratch per call, like a block format).
  */
 #ifndef MOLD_BACKEND_CUDA_MATMUL_CUH
 #define MOLD_BACKEND_CUDA_MATMUL_CUH
 
 #include "cuda_common.cuh"
+
+/* f32 weights with at least this many activation rows take the bf16 tensor
+ * core GEMM. Below it the exact f32 GEMM is kept: it is what the small-m
+ * matmuls (modulation, timestep MLP, norm_out: m = batch; short prompts)
+ * want, and there it is as fast. Break-even on an H100 (3.35 TB/s, ~50
+ * TFLOP/s exact f32, ~600 bf16): the f32 GEMM is weight-read bound up to m
+ * ~ 30 and compute bound above; the bf16 path reads the f32 weight, writes
+ * and re-reads it as bf16 (twice the bytes) in three launches, so it only
+ * pays once the f32 GEMM's compute time (2 m n k / 50e12) exceeds about
+ * twice the weight's read time: m ~ 60-100. 256 leaves room for launch
+ * overhead; cuda_check --fuse times both paths across m (docs/perf/cuda.md).
+ * src/engine/plan.c mirrors it. */
+#define CUDA_F32_BF16_MIN_M 256
 
 extern "C" {
 
