@@ -134,7 +134,9 @@ static uint64_t mlp_scratch(mold_dtype w, uint64_t m, uint64_t d, uint64_t f) {
 }
 
 static uint64_t attn_scratch(uint64_t sq, uint64_t skv, uint64_t hq, uint64_t hkv, uint64_t d) {
-    uint64_t s = a256(sq * hq * d * 2) + 2 * a256(skv * hkv * d * 2);
+    /* head dim 128 on Hopper: K and V^T rows padded to 64 keys (attention.cu) */
+    const uint64_t skv_p = d == 128 ? (skv + 63) / 64 * 64 : skv;
+    uint64_t s = a256(sq * hq * d * 2) + 2 * a256(skv_p * hkv * d * 2);
     if (!(d % 16 == 0 && d <= 128)) { /* GEMM path: a chunk of scores */
         uint64_t extra = max_u64(skv * 6 + 1024, CUDA_ATTN_GEMM_SCRATCH);
         s += min_u64(extra, sq * skv * 6 + 1024);

@@ -322,9 +322,11 @@ static void at_run(void *p) {
 
 /* Joint attention over s tokens (the last n_pad keys masked out like text
  * padding); CPU reference on two of the heads. */
-static const char *const FA_VARIANTS[] = {"flash3 4w x32 k64", "flash1 4w x16", "flash2 8w x32",
+static const char *const FA_VARIANTS[] = {"default", "flash1 4w x16", "flash2 8w x32",
                                           "flash2 4w x16", "flash2 4w x32 k32",
-                                          "flash3 8w x32 k64", "flash4 wgmma 2wg k64"};
+                                          "flash3 8w x32 k64", "flash4 wgmma 2wg k64",
+                                          "hopper tma+wgmma k128", "flash3 4w x32 k64",
+                                          "hopper no ping-pong"};
 
 static void check_attention(int64_t s, int64_t h, int64_t d, int64_t n_pad, int gemm,
                             int variant) {
@@ -513,9 +515,11 @@ int main(int argc, char **argv) {
         return g_failed;
     }
     if (fast) {
-        check_attention(S, 24, 128, 20, 0, 0);
+        check_attention(S, 24, 128, 20, 0, 7);
+        check_attention(S, 24, 128, 20, 0, 9);
+        check_attention(S, 24, 128, 20, 0, 8);
         check_attention(S, 24, 128, 20, 0, 6);
-        check_attention(S, 24, 128, 20, 0, 4);
+        check_attention(6921 + 6, 24, 128, 0, 0, 7); /* the uncond pass of diffusers' CFG */
         check_conv(96, 1328, 1328, 96, 0);
         check_conv(96, 1328, 1328, 96, 2);
         check_conv(192, 664, 664, 64, 0);
@@ -560,8 +564,8 @@ int main(int argc, char **argv) {
     check_matmul(MOLD_BF16, S_IMG, D, D, 64);  /* attention projections */
     check_matmul(MOLD_Q4_K, S_IMG, D, F, 64);
     check_matmul(MOLD_Q8_0, S_IMG, D, F, 64);
-    const int fa[] = {0, 6, 4, 5, 1};
-    for (int v = 0; v < 5; v++) check_attention(S, 24, 128, 20, 0, fa[v]);
+    const int fa[] = {7, 8, 6, 4, 5, 1};
+    for (int v = 0; v < 6; v++) check_attention(S, 24, 128, 20, 0, fa[v]);
     check_attention(S, 24, 128, 20, 1, 0);
     check_conv(96, 1328, 1328, 96, 0);
     check_conv(96, 1328, 1328, 96, 3);

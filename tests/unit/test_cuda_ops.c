@@ -32,8 +32,9 @@
 
 /* attention.cu: forces the GEMM attention path (compares both paths). */
 void mold_cuda_attention_force_gemm(int on);
-/* attention.cu: flash kernel variant (0 default flash3, 1 first kernel, ...,
- * 4 flash2, 6 flash4 wgmma). */
+/* attention.cu: flash kernel variant (0 default: the Hopper kernel for head
+ * dim 128 without a causal mask, else flash3; 1 first kernel, ..., 4 flash2,
+ * 6 flash4 wgmma, 7 Hopper, 8 flash3 forced). */
 void mold_cuda_attention_set_variant(int v);
 /* conv.cu: conv2d variant (0 default implicit GEMM, 1 K-contiguous columns,
  * 2 im2col [K, P], 3 implicit GEMM with 48 couts per block). */
@@ -598,6 +599,33 @@ static void test_attention_flash4(void **state) {
     mold_cuda_attention_set_variant(0);
 }
 
+/* The Hopper kernel (variant 7, the default for head dim 128 without a
+ * causal mask; flash3 where the build or the card has no sm_90a): partial
+ * query and key tiles, fewer keys than one tile, GQA, the DiT's text padding
+ * mask, keys not a multiple of 8, several key tiles with masks in the first
+ * and the last. */
+static void test_attention_hopper(void **state) {
+    (void)state;
+    mold_cuda_attention_set_variant(7);
+    check_attention(130, 200, 2, 2, 128, 1, 0, 0);
+    check_attention(300, 333, 2, 2, 128, 0, 0, 0);
+    check_attention(200, 389, 3, 3, 128, 2, 0, 0);
+    check_attention(129, 64, 2, 2, 128, 0, 0, 0);
+    check_attention(64, 37, 2, 2, 128, 1, 0, 0);
+    check_attention(256, 256, 4, 1, 128, 2, 0, 0);
+    check_attention(1000, 1001, 2, 2, 128, 2, 0, 0);
+    check_attention(517, 700, 3, 1, 128, 1, 0, 0);
+    check_attention(65, 65, 28, 4, 128, 1, 1, 0);  /* causal: flash3 */
+    check_attention(150, 200, 2, 2, 128, 2, 0, 2); /* scale < 0: flash2 */
+    mold_cuda_attention_set_variant(9); /* without the warpgroup ping-pong */
+    check_attention(1000, 1001, 2, 2, 128, 2, 0, 0);
+    check_attention(517, 700, 3, 1, 128, 1, 0, 0);
+    mold_cuda_attention_set_variant(8);            /* flash3 forced */
+    check_attention(300, 333, 2, 2, 128, 0, 0, 0);
+    check_attention(200, 389, 3, 3, 128, 2, 0, 0);
+    mold_cuda_attention_set_variant(0);
+}
+
 static void check_attention(int64_t sq, int64_t skv, int64_t hq, int64_t hkv, int64_t d,
                             int mask, int causal, int force_gemm) {
     pair q = pair_rand(sq * hq * d), k = pair_rand(skv * hkv * d), v = pair_rand(skv * hkv * d);
@@ -815,6 +843,7 @@ int main(void) {
         cmocka_unit_test(test_rms_norm_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_flash4),
+        cmocka_unit_test(test_attention_hopper),
         cmocka_unit_test(test_attention_errors),
         cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_cfg_combine),

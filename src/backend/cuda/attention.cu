@@ -1,6 +1,8 @@
 /*
  * attention.cu — flash attention (mma.sync bf16) and the GEMM fallback (see
- * attention.cuh).
+ * attention.cuh). On Hopper builds (sm_90a) the op entry sends head dim 128
+ * without a causal mask (the DiT) to flash_hopper.cu (TMA + wgmma, ~2x
+ * flash3); everything else runs the kernels below.
  *
  * Three flash kernels share the scheme below: flash3_kernel (the default:
  * 4 warps x 32 query rows, 64-key tiles with one barrier each, masking only
@@ -33,6 +35,7 @@
 #include <math.h>
 
 #include "convert.cuh"
+#include "flash_hopper.cuh"
 #include "matmul.cuh"
 
 #define FA_BK 64   /* keys per tile */
@@ -1141,7 +1144,10 @@ extern "C" cudaError_t mold_cuda_flash_attention(float *out, const __nv_bfloat16
      * 8 warps, 3 = flash2 with 16 rows per warp, 4 = flash2 (4 warps x 32
      * rows, 32-key tiles; the default before flash3), 5 = flash3, 8 warps;
      * 6 = flash4 (wgmma, head dim 128, sm_90a builds) is chosen in the op
-     * entry, which prepares V^T for it. */
+     * entry, which prepares V^T for it; 7 = the Hopper kernel (flash_hopper.cu,
+     * also the default where it applies; 9 = the same without the
+     * warpgroup ping-pong) and 8 = flash3 forced are chosen
+     * there too (8 reaches the default case below). */
     const bool pos = scale > 0.0f;
     switch (g_fa_variant) {
     case 1:
@@ -1238,12 +1244,16 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
     bool flash = !g_force_gemm && d % 16 == 0 && d <= 128;
 #if defined(MOLD_CUDA_SM90A)
     const bool f4 = flash && g_fa_variant == 6 && d == F4_D && scale > 0.0f;
+    /* the default for the DiT's shape on Hopper; variant 7 asks for it too */
+    const bool fh = flash && (g_fa_variant == 0 || g_fa_variant == 7 || g_fa_variant == 9) &&
+                    d == FH_D && !causal &&
+                    scale > 0.0f && mold_cuda_flash_hopper_available();
 #else
-    const bool f4 = false; /* built without sm_90a: no wgmma */
+    const bool f4 = false, fh = false; /* built without sm_90a: no wgmma */
 #endif
     const int64_t skv_pad = (skv + F4_BK - 1) / F4_BK * F4_BK;
     size_t qb_bytes = cuda_align256((size_t)sq * hq * d * 2);
-    size_t kb_bytes = cuda_align256((size_t)(f4 ? skv_pad : skv) * hkv * d * 2);
+    size_t kb_bytes = cuda_align256((size_t)(f4 || fh ? skv_pad : skv) * hkv * d * 2);
     size_t extra = 0;
     if (!flash) {
         size_t need = (size_t)skv * 6 + 1024; /* at least one row of scores + probabilities */
@@ -1258,14 +1268,19 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
     __nv_bfloat16 *vb = (__nv_bfloat16 *)((char *)scr + qb_bytes + kb_bytes);   /* (skv, hkv, d) */
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(qb, q, sq * hq * d, cb->stream));
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(kb, k, skv * hkv * d, cb->stream));
-    if (f4) { /* vb holds V^T [hkv][d][skv_pad] */
+    if (f4 || fh) { /* vb holds V^T [hkv][d][skv_pad] */
         dim3 tgrid((unsigned)(skv_pad / 32), (unsigned)(d / 32), (unsigned)hkv);
         v_transpose_bf16_kernel<<<tgrid, dim3(32, 8), 0, cb->stream>>>(vb, v, (int)skv,
                                                                        (int)skv_pad, (int)hkv,
                                                                        (int)d);
         MOLD_CUDA_LAUNCH_CHECK(cb);
-        MOLD_CUDA_CHECK(cb, launch_flash4(out, qb, kb, vb, sq, skv, skv_pad, hq, hkv, scale,
-                                          key_valid, causal, cb->stream));
+        if (fh)
+            MOLD_CUDA_CHECK(cb, mold_cuda_flash_hopper(out, qb, kb, vb, sq, skv, skv_pad, hq, hkv,
+                                                       scale, key_valid, g_fa_variant != 9,
+                                                       cb->stream));
+        else
+            MOLD_CUDA_CHECK(cb, launch_flash4(out, qb, kb, vb, sq, skv, skv_pad, hq, hkv, scale,
+                                              key_valid, causal, cb->stream));
         return mold_cuda_op_done(cb);
     }
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(vb, v, skv * hkv * d, cb->stream));
