@@ -703,7 +703,8 @@ static void test_hold_bf16(void **state) {
  *   fused MLP (mlp.cu): bf16 hidden and x in the model's f32 [rows, F]
  *     buffer; scratch only for a bf16 copy of a block weight, F*D*2;
  *   matmul (matmul.cu): bf16 x, m*k*2, plus the weight for blocks;
- *   attention: bf16 q, k, v of one sample, 3 * S*D*2.
+ *   attention: bf16 q, k, v of one sample, S*D*2 + 2 * S'*D*2 (S' = S up to
+ *     a multiple of 64: the Hopper kernel's padded K and V^T).
  * Before the fused MLP, fc2's bf16 input [2N, F] made the largest request
  * (2N*F*2 = 339 MB at 1328^2: 381 MB grown). */
 static uint64_t a256(uint64_t b) { return (b + 255) & ~(uint64_t)255; }
@@ -731,7 +732,8 @@ static void test_cuda_scratch(void **state) {
     for (int i = 0; i < 2; i++) {
         const int side = i ? 512 : 1328;
         const uint64_t N = (uint64_t)(side / 16) * (side / 16), S = N + L;
-        const uint64_t attn = 3 * a256(S * D * 2);
+        const uint64_t Sp = (S + 63) / 64 * 64; /* K, V^T padded to 64 keys */
+        const uint64_t attn = a256(S * D * 2) + 2 * a256(Sp * D * 2);
         const uint64_t mod_q = a256(2 * D * 2) + a256(6 * D * D * 2); /* [2, D] x [6D, D] */
         const uint64_t mlp_q = a256(F * D * 2), proj_out = a256(2 * N * D * 2);
         const uint64_t old_mlp = a256(2 * N * F * 2); /* fc2's bf16 input before fusing */
