@@ -99,8 +99,9 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
         int32_t bias_type = CUDA_R_32F;
         LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                           sizeof bias));
-        LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
-                                          sizeof bias_type));
+        if (dt != CUDA_R_32F) /* f32 D: the default already is an f32 bias */
+            LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                              &bias_type, sizeof bias_type));
     }
     LT(cublasLtMatrixLayoutCreate(&la, ab, trans_a ? k : m, trans_a ? m : k, lda));
     LT(cublasLtMatrixLayoutCreate(&lb, ab, k, n, ldb));
