@@ -44,7 +44,7 @@
  * grows one scratch buffer for per-op temporaries and never shrinks it
  * (src/backend/cuda/cuda_backend.cu mold_cuda_scratch: size + 1/8). The
  * estimate below mirrors its users: matmul (bf16 copy of the activations,
- * plus a bf16 copy of a block-quantized weight, or of an f32 one from 256
+ * plus a bf16 copy of a block-quantized weight, or of an f32 one from 128
  * rows: below, f32 weights take the exact GEMM and no scratch), the fused MLP (the bf16
  * hidden and x live in the model's own scratch: only a bf16 copy of a
  * block-quantized weight), attention (bf16 q, k, v;
@@ -72,7 +72,7 @@
  * matmul.cuh) */
 #define CUDA_CONV_COL_BYTES (256 * MIB)
 #define CUDA_ATTN_GEMM_SCRATCH (512 * MIB)
-#define CUDA_F32_BF16_MIN_M 256
+#define CUDA_F32_BF16_MIN_M 128
 
 /* ------------------------------------------------------------------------ */
 /* ---- names and defaults ---- */

@@ -745,11 +745,11 @@ static void test_cuda_scratch(void **state) {
         uint64_t want_q = attn > mod_q ? attn : mod_q;
         assert_int_equal(q4, grown(want_q > mlp_q ? want_q : mlp_q));
     }
-    /* f32 weights: exact f32 GEMMs (no scratch) below 256 rows, the bf16 path
+    /* f32 weights: exact f32 GEMMs (no scratch) below 128 rows, the bf16 path
      * from there. At 512^2 the image MLP (2048 rows) rounds its f32 weights
      * into one bf16 copy, F*D*2, larger than everything else (the attention's
-     * 20 MB, proj_out's bf16 x + W 13 MB; modulation and the text stream's
-     * 154 rows stay exact) */
+     * 21 MB, proj_out's bf16 x + W 13 MB, the text stream's 154-row MLP the
+     * same copy; modulation at 2 rows stays exact) */
     uint64_t f32 = denoise_scratch(MOLD_F32, 512);
     printf("  512^2 f32: %.1f MB (fused MLP's bf16 weight copy %.1f MB)\n", f32 / 1e6,
            a256(F * D * 2) / 1e6);

@@ -8,9 +8,11 @@
  * which is the classic "TN" GEMM, and the bias (one value per n_out) is one
  * value per row of D: cuBLASLt's BIAS epilogue, fused into the GEMM.
  *
- * Plans: cuBLASLt's heuristic query costs tens of microseconds, so the chosen
- * algorithm is cached per (shape, strides, types, alignment) in a small
- * direct-mapped table on the backend (CUDA_N_PLANS entries).
+ * Plans: cuBLASLt's heuristic query costs tens of microseconds to
+ * milliseconds, so the chosen algorithm is cached per (shape, strides, types,
+ * epilogue, alignment) in a small table on the backend (CUDA_N_PLANS entries,
+ * CUDA_PLAN_WAYS per key); so is the answer "no algorithm" (a bias epilogue
+ * cuBLASLt does not offer for a shape is then not asked for again).
  *
  * Alignment: activations may be offsets into larger buffers (ops.h allows
  * pointer arithmetic), so the heuristic is told each pointer's real alignment
@@ -54,6 +56,34 @@ static uint64_t plan_hash(const cuda_gemm_plan *p) {
     return h;
 }
 
+static bool plan_equal(const cuda_gemm_plan *a, const cuda_gemm_plan *b) {
+    return a->m == b->m && a->n == b->n && a->k == b->k && a->lda == b->lda && a->ldb == b->ldb &&
+           a->ldc == b->ldc && a->type_ab == b->type_ab && a->type_d == b->type_d &&
+           a->trans_a == b->trans_a && a->has_bias == b->has_bias && a->align == b->align;
+}
+
+/* The cached plan for key, or NULL. Entries live in CUDA_PLAN_WAYS
+ * consecutive slots from the key's hash (a forward uses a few dozen GEMM
+ * shapes: direct mapping let two of them evict each other on every call). */
+static cuda_gemm_plan *plan_find(cuda_backend *cb, const cuda_gemm_plan *key) {
+    uint64_t h = plan_hash(key);
+    for (int w = 0; w < CUDA_PLAN_WAYS; w++) {
+        cuda_gemm_plan *p = &cb->plans[(h + (uint64_t)w) % CUDA_N_PLANS];
+        if (p->valid && plan_equal(p, key)) return p;
+    }
+    return NULL;
+}
+
+/* Where a new plan for key goes: a free slot of its ways, else the first. */
+static cuda_gemm_plan *plan_slot(cuda_backend *cb, const cuda_gemm_plan *key) {
+    uint64_t h = plan_hash(key);
+    for (int w = 0; w < CUDA_PLAN_WAYS; w++) {
+        cuda_gemm_plan *p = &cb->plans[(h + (uint64_t)w) % CUDA_N_PLANS];
+        if (!p->valid) return p;
+    }
+    return &cb->plans[h % CUDA_N_PLANS];
+}
+
 /* One GEMM attempt with or without the bias epilogue; *no_algo set when the
  * heuristic finds nothing (the caller then retries without the epilogue).
  * D is `dt` (f32, or bf16 for the fused MLP's hidden activation); the bias
@@ -67,8 +97,11 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
     int64_t al_key = (int64_t)al_a << 20 | (int64_t)al_b << 10 | al_d;
     cuda_gemm_plan key = {m,      n,       k,       lda,          ldb,    ldd,
                           (int)ab, (int)dt, trans_a, bias != NULL, al_key, 0, {}};
-    uint64_t h = plan_hash(&key);
-    cuda_gemm_plan *slot = &cb->plans[h % CUDA_N_PLANS];
+    cuda_gemm_plan *slot = plan_find(cb, &key);
+    if (slot && slot->valid == PLAN_NONE) { /* known: no algorithm with this epilogue */
+        *no_algo = 1;
+        return MOLD_OK;
+    }
 
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
@@ -107,10 +140,7 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
     LT(cublasLtMatrixLayoutCreate(&lb, ab, k, n, ldb));
     LT(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd));
 
-    if (!(slot->valid && slot->m == m && slot->n == n && slot->k == k && slot->lda == lda &&
-          slot->ldb == ldb && slot->ldc == ldd && slot->type_ab == (int)ab &&
-          slot->type_d == (int)dt && slot->trans_a == trans_a && slot->has_bias == (bias != NULL) &&
-          slot->align == al_key)) {
+    if (!slot) {
         cublasLtMatmulHeuristicResult_t res;
         int n_res = 0;
         LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -126,12 +156,21 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
                                                 &ud, sizeof ud));
         cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cb->lt, op, la, lb, ld, ld, pref, 1,
                                                            &res, &n_res);
+        cb->n_heuristic++;
+        slot = plan_slot(cb, &key);
+        *slot = key;
         if (hs != CUBLAS_STATUS_SUCCESS || n_res == 0) {
+            /* remembered: the query is slow (milliseconds) and its answer fixed */
+            slot->valid = PLAN_NONE;
+            cb->n_heuristic_none++;
+            MOLD_LOGI("cuda: cuBLASLt has no algorithm for GEMM %lldx%lldx%lld (types %d/%d, "
+                      "bias %d, alignments %d/%d/%d)%s", (long long)m, (long long)n, (long long)k,
+                      (int)ab, (int)dt, bias != NULL, al_a, al_b, al_d,
+                      bias ? ": the bias is added separately" : "");
             *no_algo = 1;
             goto done;
         }
-        *slot = key;
-        slot->valid = 1;
+        slot->valid = PLAN_ALGO;
         slot->algo = res.algo;
     }
     LT(cublasLtMatmul(cb->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &slot->algo,
@@ -208,6 +247,12 @@ extern "C" mold_status mold_cuda_weight_bf16(cuda_backend *cb, const mold_weight
                                                w->row_bytes, cb->stream));
     *out = region;
     return MOLD_OK;
+}
+
+/* Test hook: cuBLASLt heuristic queries so far, and how many found nothing. */
+extern "C" void mold_cuda_gemm_plan_stats(mold_backend *be, uint64_t *queries, uint64_t *none) {
+    *queries = cuda_of(be)->n_heuristic;
+    *none = cuda_of(be)->n_heuristic_none;
 }
 
 static int64_t g_f32_bf16_min_m = CUDA_F32_BF16_MIN_M;

@@ -7,7 +7,7 @@
  * weights (dequantized into a bf16 scratch per call) multiply bf16-rounded
  * activations with fp32 accumulation and fp32 output. f32 weights run an
  * exact-f32 GEMM (CUBLAS_COMPUTE_32F, no TF32) on the f32 activations below
- * CUDA_F32_BF16_MIN_M rows, and from there the bf16 path too (the weight
+ * CUDA_F32_BF16_MIN_M (128) rows, and from there the bf16 path too (the weight
  * rounded into scratch per call, like a block format).
  */
 #ifndef MOLD_BACKEND_CUDA_MATMUL_CUH
@@ -16,17 +16,15 @@
 #include "cuda_common.cuh"
 
 /* f32 weights with at least this many activation rows take the bf16 tensor
- * core GEMM. Below it the exact f32 GEMM is kept: it is what the small-m
- * matmuls (modulation, timestep MLP, norm_out: m = batch; short prompts)
- * want, and there it is as fast. Break-even on an H100 (3.35 TB/s, ~50
- * TFLOP/s exact f32, ~600 bf16): the f32 GEMM is weight-read bound up to m
- * ~ 30 and compute bound above; the bf16 path reads the f32 weight, writes
- * and re-reads it as bf16 (twice the bytes) in three launches, so it only
- * pays once the f32 GEMM's compute time (2 m n k / 50e12) exceeds about
- * twice the weight's read time: m ~ 60-100. 256 leaves room for launch
- * overhead; cuda_check --fuse times both paths across m (docs/perf/cuda.md).
- * src/engine/plan.c mirrors it. */
-#define CUDA_F32_BF16_MIN_M 256
+ * core GEMM; below it the exact f32 GEMM is kept (the small-m matmuls:
+ * modulation, timestep MLP, norm_out at m = batch). Measured on the H100
+ * (cuda_check --fuse, a 3072 x 3072 f32 weight, docs/perf/cuda.md): exact
+ * 0.017 / 0.041 / 0.069 / 0.119 ms at m = 2 / 64 / 128 / 256, bf16 path
+ * (x and W rounded per call) 0.037 / 0.038 / 0.040 / 0.042 ms: the exact
+ * GEMM wins below ~64 rows (weight-read bound, one launch instead of three),
+ * ties at 64 and loses 1.7x at 128, 2.8x at 256, 11x at 13842. 128 keeps
+ * the tie region exact. src/engine/plan.c mirrors it. */
+#define CUDA_F32_BF16_MIN_M 128
 
 extern "C" {
 

@@ -59,6 +59,27 @@ __global__ void rms_norm_rope_kernel(float *y, const float *x, const float *gamm
     }
 }
 
+/* The DiT's case, head_dim 128 interleaved with 16-byte aligned rows: lane l
+ * holds values 4l..4l+3 (pairs 2l and 2l+1) in registers, one 16-byte load
+ * and store each. Same formulas as rms_norm_rope_kernel. */
+__global__ void rms_norm_rope128_kernel(float *y, const float *x, const float *gamma,
+                                        int64_t rows, int64_t n_head, float eps,
+                                        const float *cos_t, const float *sin_t) {
+    const int64_t row = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const float4 v = ((const float4 *)(x + row * 128))[lane];
+    float ss = v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float r = rsqrtf(ss / 128.0f + eps);
+    float4 g = gamma ? ((const float4 *)gamma)[lane] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+    const int64_t t = (row / n_head) * 64 + 2 * lane; /* pairs 2l, 2l+1 of the token */
+    const float c0 = cos_t[t], c1 = cos_t[t + 1], s0 = sin_t[t], s1 = sin_t[t + 1];
+    const float a0 = v.x * r * g.x, b0 = v.y * r * g.y, a1 = v.z * r * g.z, b1 = v.w * r * g.w;
+    ((float4 *)(y + row * 128))[lane] =
+        make_float4(a0 * c0 - b0 * s0, a0 * s0 + b0 * c0, a1 * c1 - b1 * s1, a1 * s1 + b1 * c1);
+}
+
 /* ==================================================================== */
 /* ---- kernel launchers ---- */
 /* ==================================================================== */
@@ -79,8 +100,14 @@ extern "C" cudaError_t mold_cuda_rms_norm_rope(float *y, const float *x, const f
                                                mold_rope_mode mode, cudaStream_t stream) {
     int64_t rows = n_tok * n_head;
     if (rows <= 0) return cudaSuccess;
-    rms_norm_rope_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(
-        y, x, gamma, rows, n_head, head_dim, eps, cos_t, sin_t, mode == MOLD_ROPE_HALF);
+    const bool a16 = (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
+                     (uintptr_t)gamma % 16 == 0; /* NULL gamma counts as aligned */
+    if (head_dim == 128 && mode == MOLD_ROPE_INTERLEAVED && a16)
+        rms_norm_rope128_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(
+            y, x, gamma, rows, n_head, eps, cos_t, sin_t);
+    else
+        rms_norm_rope_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, stream>>>(
+            y, x, gamma, rows, n_head, head_dim, eps, cos_t, sin_t, mode == MOLD_ROPE_HALF);
     return cudaGetLastError();
 }
 
