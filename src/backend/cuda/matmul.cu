@@ -86,13 +86,14 @@ static cuda_gemm_plan *plan_slot(cuda_backend *cb, const cuda_gemm_plan *key) {
 
 /* One GEMM attempt with or without the bias epilogue; *no_algo set when the
  * heuristic finds nothing (the caller then retries without the epilogue).
- * D is `dt` (f32, or bf16 for the fused MLP's hidden activation); the bias
- * is f32 either way (BIAS_DATA_TYPE: cuBLASLt defaults it to D's type). */
+ * D is `dt` (f32, or bf16 for the fused MLP's hidden activation); a bias is
+ * f32 (cuBLASLt's default bias type is D's: a bf16 D gets no bias here). */
 static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, int64_t k,
                            float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                            cudaDataType_t ab, void *D, cudaDataType_t dt, int64_t ldd,
                            const float *bias, int *no_algo) {
     *no_algo = 0;
+    MOLD_ASSERT(!bias || dt == CUDA_R_32F);
     int al_a = align_of(A), al_b = align_of(B), al_d = align_of(D);
     int64_t al_key = (int64_t)al_a << 20 | (int64_t)al_b << 10 | al_d;
     cuda_gemm_plan key = {m,      n,       k,       lda,          ldb,    ldd,
@@ -128,14 +129,9 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (bias) {
-        int32_t bias_type = CUDA_R_32F;
+    if (bias)
         LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                           sizeof bias));
-        if (dt != CUDA_R_32F) /* f32 D: the default already is an f32 bias */
-            LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                              &bias_type, sizeof bias_type));
-    }
     LT(cublasLtMatrixLayoutCreate(&la, ab, trans_a ? k : m, trans_a ? m : k, lda));
     LT(cublasLtMatrixLayoutCreate(&lb, ab, k, n, ldb));
     LT(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd));
@@ -211,19 +207,10 @@ extern "C" mold_status mold_cuda_gemm(cuda_backend *cb, int trans_a, int64_t m, 
 extern "C" mold_status mold_cuda_gemm_bf16_out(cuda_backend *cb, int trans_a, int64_t m,
                                               int64_t n, int64_t k, const void *A, int64_t lda,
                                               const void *B, int64_t ldb, __nv_bfloat16 *D,
-                                              int64_t ldd, const float *bias, int *bias_done) {
-    *bias_done = 0;
+                                              int64_t ldd) {
     if (m <= 0 || n <= 0) return MOLD_OK;
     MOLD_ASSERT(k > 0);
     int no_algo = 0;
-    if (bias) {
-        MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, 1.0f, A, lda, B, ldb, CUDA_R_16BF, D, CUDA_R_16BF,
-                         ldd, bias, &no_algo));
-        if (!no_algo) {
-            *bias_done = 1;
-            return MOLD_OK;
-        }
-    }
     MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, 1.0f, A, lda, B, ldb, CUDA_R_16BF, D, CUDA_R_16BF, ldd,
                      NULL, &no_algo));
     if (no_algo)

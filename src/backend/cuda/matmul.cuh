@@ -36,14 +36,13 @@ mold_status mold_cuda_gemm(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
                            float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                            cudaDataType_t ab, float *D, int64_t ldd, const float *bias);
 
-/* As mold_cuda_gemm with A and B bf16 and a bf16 D (the fused MLP's hidden
- * activation, rounded once from the f32 accumulator). The f32 bias goes
- * through the epilogue when cuBLASLt has one for the shape (*bias_done = 1);
- * otherwise D is written without it (*bias_done = 0) and the caller adds it. */
+/* As mold_cuda_gemm with A and B bf16, a bf16 D (the fused MLP's hidden
+ * activation, rounded once from the f32 accumulator) and no bias: cuBLASLt
+ * (13.0, H100) offers no bf16-output GEMM with an f32 bias epilogue, so the
+ * caller adds the bias (the GELU kernel does, in f32). */
 mold_status mold_cuda_gemm_bf16_out(cuda_backend *cb, int trans_a, int64_t m, int64_t n, int64_t k,
                                     const void *A, int64_t lda, const void *B, int64_t ldb,
-                                    __nv_bfloat16 *D, int64_t ldd, const float *bias,
-                                    int *bias_done);
+                                    __nv_bfloat16 *D, int64_t ldd);
 
 /* A bf16 view of weight w in *out: w->data for bf16 weights, else w
  * dequantized / rounded into `region` (n_out x n_in bf16, queued on the

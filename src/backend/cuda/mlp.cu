@@ -5,10 +5,14 @@
  * Why: composed from matmul + gelu_tanh + matmul, the hidden activation
  * [m, F] (F = 4 D, the largest tensor of a DiT block) crosses memory four
  * times as f32: GEMM1 writes it, GELU reads and writes it, matmul reads it
- * once more to round it to bf16 for GEMM2. Here GEMM1 writes it as bf16
- * (bias in the epilogue), GELU runs in place on the bf16 values and GEMM2
- * reads them directly as its B operand: three passes of half the bytes.
- * This is diffusers' own precision (bf16 Linear outputs, GELU on bf16).
+ * once more to round it to bf16 for GEMM2. Here GEMM1 writes it as bf16,
+ * GELU adds b1 and runs in place on the bf16 values, and GEMM2 reads them
+ * directly as its B operand: three passes of half the bytes. This is
+ * diffusers' precision (bf16 Linear outputs, GELU on bf16), except that b1
+ * is added in f32 after GEMM1's rounding rather than before it: cuBLASLt
+ * has no bf16-output GEMM with an f32 bias epilogue (its heuristic finds
+ * none, and asking costs tens of milliseconds), and a bf16 bias would round
+ * b1 too.
  *
  * Memory: the caller's tmp (m * F floats) holds the bf16 hidden and, beside
  * it, the bf16 copy of x whenever it fits (n_in <= F: always in the DiT);
@@ -39,8 +43,8 @@ __device__ __forceinline__ float gelu_tanh_sigmoid(float v) {
 }
 
 /* In place on h[rows, cols] bf16: h = bf16(gelu(h + bias[col])), bias
- * nullable (added here only when GEMM1's epilogue could not). VEC: 8 values
- * per 16-byte access, for cols % 8 == 0 and a 16-byte aligned h. */
+ * nullable (GEMM1's b1, f32). VEC: 8 values per 16-byte access, for
+ * cols % 8 == 0 and a 16-byte aligned h. */
 template <bool VEC>
 __global__ void gelu_bf16_kernel(__nv_bfloat16 *h, const float *bias, int64_t rows,
                                  int64_t cols) {
@@ -84,12 +88,6 @@ extern "C" cudaError_t mold_cuda_gelu_bf16(__nv_bfloat16 *h, const float *bias, 
 /* ---- the op ---- */
 /* ==================================================================== */
 
-static int g_bias_epilogue = 1;
-
-/* Test hook: 0 keeps b1 out of GEMM1's epilogue (the GELU kernel adds it, as
- * when cuBLASLt has no bf16-output bias epilogue for a shape). */
-extern "C" void mold_cuda_mlp_set_bias_epilogue(int on) { g_bias_epilogue = on; }
-
 /* Small m with an f32 weight: exactly the composed ops, through tmp as f32. */
 static mold_status mlp_composed(cuda_backend *cb, float *y, const float *x, int64_t m,
                                 const mold_weight *w1, const float *b1, const mold_weight *w2,
@@ -118,10 +116,8 @@ static mold_status mlp_fused(cuda_backend *cb, float *y, const float *x, int64_t
     MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(xb, x, m * k, cb->stream));
     const void *a1, *a2;
     MOLD_TRY(mold_cuda_weight_bf16(cb, w1, wreg, &a1));
-    int bias_done = 0;
-    MOLD_TRY(mold_cuda_gemm_bf16_out(cb, 1, F, m, k, a1, k, xb, k, hid, F,
-                                     g_bias_epilogue ? b1 : NULL, &bias_done));
-    MOLD_CUDA_CHECK(cb, mold_cuda_gelu_bf16(hid, bias_done ? NULL : b1, m, F, cb->stream));
+    MOLD_TRY(mold_cuda_gemm_bf16_out(cb, 1, F, m, k, a1, k, xb, k, hid, F));
+    MOLD_CUDA_CHECK(cb, mold_cuda_gelu_bf16(hid, b1, m, F, cb->stream));
     MOLD_TRY(mold_cuda_weight_bf16(cb, w2, wreg, &a2));
     return mold_cuda_gemm(cb, 1, n_out, m, F, 1.0f, a2, F, hid, F, CUDA_R_16BF, y, n_out, b2);
 }
