@@ -53,6 +53,21 @@ typedef enum mold_rope_mode {
 
 typedef struct mold_backend mold_backend;
 
+/* What conv3x3_fused does around the convolution (every member off when
+ * NULL / false). The input transform T is, per channel c and input pixel p
+ * of x [c_in, h, w]:
+ *   v = x[c, p] * in_scale[p] * (in_gamma ? in_gamma[c] : 1)  (when in_scale)
+ *   v = silu(v) = v / (1 + exp(-v))                          (when in_silu)
+ * i.e. silu(channel_rms_norm(x, gamma)) when in_scale comes from
+ * channel_rms_scale(x): the Wan VAE's norm -> SiLU -> conv. */
+typedef struct mold_conv_fusion {
+    const float *in_scale; /* [h * w] backend memory, nullable */
+    const float *in_gamma; /* [c_in], nullable; used only with in_scale */
+    bool in_silu;
+    bool upsample2x;       /* the conv reads the nearest x2 upsample of T(x) */
+    const float *residual; /* [c_out, H, W] added to the output, nullable */
+} mold_conv_fusion;
+
 /* The vtable. Every member is required unless marked (optional). All pointers
  * named x, y, q, k, v, out, ... are backend memory holding f32 unless noted.
  * Ops run in order on one stream; results are visible to later ops. */
@@ -106,6 +121,11 @@ typedef struct mold_backend_i {
      * * sqrt(C) * gamma[c] (Wan "RMS_norm" over channels). */
     mold_status (*channel_rms_norm)(mold_backend *be, float *y, const float *x,
                                     const float *gamma, int64_t c, int64_t hw);
+    /* The per-pixel factor of channel_rms_norm alone: s[p] = sqrt(C) /
+     * max(||x[:, p]||_2, 1e-12) for x [C, HW], s [HW] (so channel_rms_norm
+     * is y[c, p] = x[c, p] * s[p] * gamma[c]). Feeds conv3x3_fused. */
+    mold_status (*channel_rms_scale)(mold_backend *be, float *s, const float *x, int64_t c,
+                                     int64_t hw);
 
     /* ---- position and attention ---- */
     /* In place on x[n_tok, n_head, head_dim]: rotate pairs by angle
@@ -145,6 +165,10 @@ typedef struct mold_backend_i {
     mold_status (*copy_rows)(mold_backend *be, float *dst, int64_t dst_stride,
                              const float *src, int64_t src_stride, int64_t rows,
                              int64_t cols);
+    /* dst[c, r] = src[r, c] for src [rows, cols] (dst is [cols, rows]; the
+     * two must not overlap). Images [C, HW] <-> tokens [HW, C]. */
+    mold_status (*transpose)(mold_backend *be, float *dst, const float *src, int64_t rows,
+                             int64_t cols);
 
     /* ---- image ops, [C, H, W] f32 ---- */
     /* 2-D convolution, stride 1, zero padding `pad` on each side, weight
@@ -178,6 +202,18 @@ typedef struct mold_backend_i {
      * decides). MOLD_DTYPE_INVALID: as stored (the default). f32 and bf16
      * weights are unaffected. Other values: MOLD_E_INVALID. */
     mold_status (*set_weight_hold)(mold_backend *be, mold_dtype hold);
+    /* (optional) conv2d with kh = kw = 3, pad 1 and the work around it
+     * fused in (see mold_conv_fusion): y [c_out, H, W] = conv(U(T(x))) +
+     * bias + residual, where x is [c_in, h, w], T the pointwise input
+     * transform, U the nearest x2 upsample when f->upsample2x (H, W = 2h,
+     * 2w; else h, w). Zero padding is applied to U(T(x)), i.e. after the
+     * transform. y must not overlap x; it may be the same buffer as
+     * f->residual (each element is read before it is written). NULL f:
+     * plain conv2d. Backends without it: compose channel_rms_norm, silu,
+     * upsample2x, conv2d and add (what the model code does). */
+    mold_status (*conv3x3_fused)(mold_backend *be, float *y, const float *x, int64_t c_in,
+                                 int64_t h, int64_t w, const mold_weight *wt, const float *bias,
+                                 const struct mold_conv_fusion *f);
 
     /* ---- fused ops (optional: NULL means "compose the plain ops") ---- */
     /* Two-layer MLP with tanh GELU, w2->n_in == w1->n_out == F:

@@ -50,9 +50,10 @@
  * block-quantized weight), attention (bf16 q, k, v;
  * plus the score chunk when the head dim rules out the flash kernel) and
  * conv2d (im2col chunks of at most 256 MiB, plus a bf16 copy of non-bf16
- * kernels). Change them together. Since the 3x3 pad-1 convs take the
- * implicit GEMM (scratch: the re-laid kernel, a few MiB) and held weights
- * skip the bf16 weight copy, the conv and matmul terms are upper bounds.
+ * kernels; the 3x3 pad-1 convs and conv3x3_fused instead pack their input
+ * to bf16 and re-lay the kernel: conv_pack_scratch). Change them together.
+ * Held weights skip the bf16 weight copy, so the matmul terms are upper
+ * bounds.
  */
 #include "plan.h"
 
@@ -155,6 +156,17 @@ static uint64_t conv_scratch(mold_dtype w, uint64_t c_max, uint64_t p_max) {
     return a256(K * chunk * 2) + wb;
 }
 
+/* The packed 3x3 path (conv.cu conv3x3_packed): the input packed to bf16
+ * (in_max elements, mold_vae_conv3x3_input_max), the re-laid kernel
+ * (chunks of 16 input channels x 9 taps x couts padded to the tile, at most
+ * 96 more) and a bf16 copy of a block-format kernel. */
+static uint64_t conv_pack_scratch(mold_dtype w, uint64_t c_max, uint64_t in_max) {
+    uint64_t c16 = (c_max + 15) / 16 * 16;
+    bool plain = w == MOLD_BF16 || w == MOLD_F16 || w == MOLD_F32;
+    uint64_t wb = plain ? 0 : a256(c_max * 9 * c_max * 2);
+    return a256(in_max * 2) + a256(c16 * 9 * (c_max + 96) * 2) + wb;
+}
+
 /* ------------------------------------------------------------------------ */
 /* ---- stage demands (everything but the weights) ---- */
 
@@ -243,7 +255,8 @@ static mold_status decode_demand(const ctx *x, int tile, demand *d) {
     memset(d, 0, sizeof *d);
     mold_vae_tiling t = {tile, tile / 4};
     uint64_t ws = 0;
-    MOLD_TRY(mold_vae_workspace_bytes(v, x->lh, x->lw, tile ? &t : NULL, &ws));
+    /* the CUDA backend has conv3x3_fused: the VAE's fused path (smaller) */
+    MOLD_TRY(mold_vae_workspace_bytes(v, x->lh, x->lw, tile ? &t : NULL, x->cuda, &ws));
     uint64_t S = (uint64_t)mold_vae_scale(v), hw = (uint64_t)x->lh * x->lw * S * S;
     uint64_t th = tile && tile < x->lh ? (uint64_t)tile : (uint64_t)x->lh;
     uint64_t tw = tile && tile < x->lw ? (uint64_t)tile : (uint64_t)x->lw;
@@ -259,7 +272,10 @@ static mold_status decode_demand(const ctx *x, int tile, demand *d) {
             c_max = max_u64(c_max, (uint64_t)v->base_dim * (uint64_t)v->dim_mult[i]);
         uint64_t c0 = (uint64_t)v->base_dim * (uint64_t)v->dim_mult[v->n_dim_mult - 1];
         mold_dtype w = x->f->w[MOLD_COMP_VAE].matrix_dtype;
-        uint64_t s = conv_scratch(w, c_max, th * tw * S * S);
+        uint64_t in_max = 0;
+        MOLD_TRY(mold_vae_conv3x3_input_max(v, x->lh, x->lw, tile ? &t : NULL, &in_max));
+        uint64_t s = max_u64(conv_scratch(w, c_max, th * tw * S * S),
+                             conv_pack_scratch(w, c_max, in_max));
         s = max_u64(s, attn_scratch(th * tw, th * tw, 1, 1, c0));
         s = max_u64(s, mm_scratch(w, th * tw, c0, c0));
         d->scratch = scratch_grown(s);

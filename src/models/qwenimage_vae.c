@@ -14,14 +14,22 @@
  * time_conv is skipped for the first frame (cache slot "Rep").
  *
  * Layout: activations are [C, H, W] f32 in backend memory; the mid-block
- * attention works on tokens [HW, C], reached by transposes made of
- * one-float copy_rows (the op table has no transpose).
+ * attention works on tokens [HW, C], reached by the transpose op.
+ *
+ * Fused path: on a backend with conv3x3_fused (CUDA), norm -> SiLU -> conv
+ * is one op reading the block input (after channel_rms_scale, one pass for
+ * the per-pixel factors), the residual add happens in the second conv's
+ * epilogue and nearest x2 + conv reads the small map: no normalised,
+ * activated or upsampled map is written. The upsampler's conv then cannot
+ * write over its input, so it writes T2 and the roles of X and T2 swap.
+ * Elsewhere (CPU) the ops are composed; both compute the same function.
  *
  * Ownership: the mold_vae owns its backend weights/vectors and one host slab
  * holding the sliced 3x3 kernels (the CPU backend keeps views into it). A
- * decode owns one backend workspace, carved into three buffers (X, T1, T2)
- * whose sizes plan_workspace() computes by walking the same network as
- * forward(); forward() asserts every use against those capacities.
+ * decode owns one backend workspace, carved into four buffers (X, T1, T2,
+ * SC) whose sizes plan_workspace() computes by walking the same network as
+ * forward(), path for path; forward() asserts every use against those
+ * capacities.
  *
  * Tiling: equal-size tiles on a grid (the last tile of a row/column is
  * aligned to the edge), each decoded independently, blended on the host
@@ -519,7 +527,7 @@ mold_status mold_vae_weight_bytes(const mold_vae_config *c, mold_dtype conv_dtyp
 
 /* Floats each workspace buffer must hold for an h x w latent (tile). */
 typedef struct ws_plan {
-    int64_t x, t1, t2;
+    int64_t x, t1, t2, sc;
 } ws_plan;
 
 static void need(int64_t *cap, int64_t n) {
@@ -527,36 +535,62 @@ static void need(int64_t *cap, int64_t n) {
         *cap = n;
 }
 
-static void plan_res(ws_plan *p, int64_t ci, int64_t co, int64_t hw) {
+/* The buffers a step uses, by role: X and T2 are pointers because the fused
+ * path swaps which physical buffer plays which role at each upsampler. */
+typedef struct ws_roles {
+    ws_plan *p;
+    int64_t *x, *t2;
+    bool fused;
+} ws_roles;
+
+static void plan_res(const ws_roles *r, int64_t ci, int64_t co, int64_t hw) {
     int64_t m = ci > co ? ci : co;
-    need(&p->x, m * hw);  /* input, then output (c_out) */
-    need(&p->t1, m * hw); /* norm1 (c_in), norm2 (c_out), shortcut (c_out) */
-    need(&p->t2, co * hw); /* conv outputs */
+    need(r->x, m * hw);   /* input, then output (c_out) */
+    need(r->t2, co * hw); /* conv outputs */
+    if (!r->fused) {
+        need(&r->p->t1, m * hw); /* norm1 (c_in), norm2 (c_out), shortcut (c_out) */
+        return;
+    }
+    need(&r->p->sc, hw); /* per-pixel norm factors */
+    if (ci != co)
+        need(&r->p->t1, co * hw); /* shortcut */
 }
 
 /* Mirrors forward(): every buffer use there asserts against these sizes. */
-static void plan_workspace(const mold_vae_config *c, int64_t h, int64_t w, ws_plan *p) {
+static void plan_workspace(const mold_vae_config *c, int64_t h, int64_t w, bool fused,
+                           ws_plan *p) {
     int64_t hw = h * w, z = c->z_dim, c0 = ladder(c, 0);
     memset(p, 0, sizeof(*p));
+    ws_roles r = {p, &p->x, &p->t2, fused};
     need(&p->t1, z * hw); /* latent upload */
-    need(&p->t2, z * hw); /* post_quant_conv */
-    need(&p->x, c0 * hw); /* conv_in */
-    plan_res(p, c0, c0, hw);
+    need(r.t2, z * hw);   /* post_quant_conv */
+    need(r.x, c0 * hw);   /* conv_in */
+    plan_res(&r, c0, c0, hw);
     need(&p->t1, 3 * c0 * hw); /* q, k, v tokens */
-    need(&p->t2, c0 * hw);     /* transposes, attention output */
-    plan_res(p, c0, c0, hw);
+    need(r.t2, c0 * hw);       /* transposes, attention output */
+    plan_res(&r, c0, c0, hw);
     for (int b = 0; b < c->n_dim_mult; b++) {
         int64_t cin = up_in(c, b), cout = ladder(c, b + 1);
-        for (int r = 0; r <= c->num_res_blocks; r++)
-            plan_res(p, r == 0 ? cin : cout, cout, hw);
-        if (b != c->n_dim_mult - 1) {
-            need(&p->t1, cout * 4 * hw);       /* nearest x2 */
-            need(&p->x, (cout / 2) * 4 * hw); /* resample conv */
-            hw *= 4;
+        for (int k = 0; k <= c->num_res_blocks; k++)
+            plan_res(&r, k == 0 ? cin : cout, cout, hw);
+        if (b == c->n_dim_mult - 1)
+            continue;
+        if (fused) {
+            need(r.t2, (cout / 2) * 4 * hw); /* x2 + conv, then the roles swap */
+            int64_t *t = r.x;
+            r.x = r.t2;
+            r.t2 = t;
+        } else {
+            need(&p->t1, cout * 4 * hw);      /* nearest x2 */
+            need(r.x, (cout / 2) * 4 * hw); /* resample conv */
         }
+        hw *= 4;
     }
-    need(&p->t1, ladder(c, c->n_dim_mult) * hw); /* norm_out */
-    need(&p->t2, OUT_CH * hw);                   /* conv_out */
+    if (fused)
+        need(&p->sc, hw); /* norm_out factors */
+    else
+        need(&p->t1, ladder(c, c->n_dim_mult) * hw); /* norm_out */
+    need(r.t2, OUT_CH * hw);                         /* conv_out */
 }
 
 static int64_t align_floats(int64_t n) {
@@ -564,7 +598,8 @@ static int64_t align_floats(int64_t n) {
 }
 
 static uint64_t plan_bytes(const ws_plan *p) {
-    return (uint64_t)(align_floats(p->x) + align_floats(p->t1) + align_floats(p->t2)) *
+    return (uint64_t)(align_floats(p->x) + align_floats(p->t1) + align_floats(p->t2) +
+                      align_floats(p->sc)) *
            sizeof(float);
 }
 
@@ -586,24 +621,63 @@ static mold_status check_dims(const mold_vae_config *c, int h, int w, const mold
 }
 
 mold_status mold_vae_workspace_bytes(const mold_vae_config *cfg, int h, int w,
-                                     const mold_vae_tiling *tiling, uint64_t *out) {
+                                     const mold_vae_tiling *tiling, bool fused, uint64_t *out) {
     MOLD_TRY(check_config(cfg));
     MOLD_TRY(check_dims(cfg, h, w, tiling));
     ws_plan p;
-    plan_workspace(cfg, tile_extent(h, tiling), tile_extent(w, tiling), &p);
+    plan_workspace(cfg, tile_extent(h, tiling), tile_extent(w, tiling), fused, &p);
     *out = plan_bytes(&p);
+    return MOLD_OK;
+}
+
+static int64_t round16(int64_t c) {
+    return (c + 15) / 16 * 16;
+}
+
+/* The walk of forward() over the 3x3 convs only: their inputs' sizes. */
+mold_status mold_vae_conv3x3_input_max(const mold_vae_config *cfg, int h, int w,
+                                       const mold_vae_tiling *tiling, uint64_t *out) {
+    MOLD_TRY(check_config(cfg));
+    MOLD_TRY(check_dims(cfg, h, w, tiling));
+    int64_t hw = (int64_t)tile_extent(h, tiling) * tile_extent(w, tiling), c0 = ladder(cfg, 0);
+    int64_t m = round16(cfg->z_dim) * hw; /* conv_in */
+    int64_t mid = round16(c0) * hw;        /* the mid block's resnets */
+    if (mid > m)
+        m = mid;
+    for (int b = 0; b < cfg->n_dim_mult; b++) {
+        int64_t c = round16(up_in(cfg, b)), cout = round16(ladder(cfg, b + 1));
+        int64_t r = (c > cout ? c : cout) * hw; /* conv1 of the first resnet, conv2s, upsampler */
+        if (r > m)
+            m = r;
+        if (b != cfg->n_dim_mult - 1)
+            hw *= 4;
+    }
+    int64_t last = round16(ladder(cfg, cfg->n_dim_mult)) * hw; /* conv_out */
+    *out = (uint64_t)(last > m ? last : m);
     return MOLD_OK;
 }
 
 /* ---- forward ---- */
 
-/* The carved workspace: three f32 buffers in backend memory. */
+/* The carved workspace: four f32 buffers in backend memory. */
 typedef struct ws {
     float *x;  /* block input/output [C, H, W] */
-    float *t1; /* norm/activation temporaries, upsampled maps, q|k|v */
+    float *t1; /* norm/activation temporaries, upsampled maps, q|k|v, shortcut */
     float *t2; /* conv outputs, transposes, attention output */
+    float *sc; /* per-pixel norm factors [H, W] (fused path) */
     ws_plan cap; /* capacities in floats */
+    bool fused;  /* the backend has conv3x3_fused */
 } ws;
+
+/* After an upsampler of the fused path: X and T2 trade places. */
+static void swap_roles(ws *s) {
+    float *p = s->x;
+    s->x = s->t2;
+    s->t2 = p;
+    int64_t c = s->cap.x;
+    s->cap.x = s->cap.t2;
+    s->cap.t2 = c;
+}
 
 #define USE(buf, n) MOLD_ASSERT((int64_t)(n) <= s->cap.buf)
 
@@ -612,23 +686,38 @@ static mold_status conv_run(mold_backend *be, float *y, const float *x, const co
     return be->i->conv2d(be, y, x, c->c_in, h, w, &c->w, c->k, c->k, c->k / 2, c->b);
 }
 
-/* dst[c, r] = src[r, c] for src [rows, cols], as one-float-wide strided
- * copies along the shorter side (rows or cols calls). */
-static mold_status transpose(mold_backend *be, float *dst, const float *src, int64_t rows,
-                             int64_t cols) {
-    if (cols <= rows) {
-        for (int64_t c = 0; c < cols; c++)
-            MOLD_TRY(be->i->copy_rows(be, dst + c * rows, 1, src + c, cols, rows, 1));
-    } else {
-        for (int64_t r = 0; r < rows; r++)
-            MOLD_TRY(be->i->copy_rows(be, dst + r, rows, src + r * cols, 1, cols, 1));
-    }
-    return MOLD_OK;
+/* norm -> SiLU -> 3x3 conv (+ residual) as one fused op; sc holds the
+ * per-pixel factors of x. */
+static mold_status conv_nsilu(mold_backend *be, float *y, const float *x, const float *sc,
+                              const float *gamma, const conv *c, int64_t h, int64_t w,
+                              const float *residual) {
+    mold_conv_fusion f = {.in_scale = sc, .in_gamma = gamma, .in_silu = true,
+                          .residual = residual};
+    return be->i->conv3x3_fused(be, y, x, c->c_in, h, w, &c->w, c->b, &f);
+}
+
+/* The fused twin of res_fwd below (same function, no norm/SiLU maps). */
+static mold_status res_fwd_fused(mold_backend *be, const ws *s, const resblock *r, int64_t h,
+                                 int64_t w) {
+    int64_t hw = h * w, ci = r->c_in, co = r->c_out;
+    USE(x, (ci > co ? ci : co) * hw);
+    USE(t2, co * hw);
+    USE(sc, hw);
+    MOLD_TRY(be->i->channel_rms_scale(be, s->sc, s->x, ci, hw));
+    MOLD_TRY(conv_nsilu(be, s->t2, s->x, s->sc, r->g1, &r->c1, h, w, NULL));
+    MOLD_TRY(be->i->channel_rms_scale(be, s->sc, s->t2, co, hw));
+    if (!r->has_sc)
+        return conv_nsilu(be, s->x, s->t2, s->sc, r->g2, &r->c2, h, w, s->x);
+    USE(t1, co * hw);
+    MOLD_TRY(conv_run(be, s->t1, s->x, &r->sc, h, w));
+    return conv_nsilu(be, s->x, s->t2, s->sc, r->g2, &r->c2, h, w, s->t1);
 }
 
 /* x = conv2(silu(norm2(conv1(silu(norm1(x)))))) + shortcut(x), in s->x. */
 static mold_status res_fwd(mold_backend *be, const ws *s, const resblock *r, int64_t h,
                            int64_t w) {
+    if (s->fused)
+        return res_fwd_fused(be, s, r, h, w);
     int64_t hw = h * w, ci = r->c_in, co = r->c_out;
     USE(x, (ci > co ? ci : co) * hw);
     USE(t1, (ci > co ? ci : co) * hw);
@@ -654,22 +743,59 @@ static mold_status attn_fwd(mold_backend *be, const ws *s, const attnblock *a, i
     USE(t1, 3 * c * hw);
     USE(t2, c * hw);
     MOLD_TRY(be->i->channel_rms_norm(be, s->t1, s->x, a->g, c, hw));
-    MOLD_TRY(transpose(be, s->t2, s->t1, c, hw)); /* t2 [HW, C] */
+    MOLD_TRY(be->i->transpose(be, s->t2, s->t1, c, hw)); /* t2 [HW, C] */
     MOLD_TRY(be->i->matmul(be, q, s->t2, hw, &a->wq, a->bq));
     MOLD_TRY(be->i->matmul(be, k, s->t2, hw, &a->wk, a->bk));
     MOLD_TRY(be->i->matmul(be, v, s->t2, hw, &a->wv, a->bv));
     MOLD_TRY(be->i->attention(be, s->t2, q, k, v, hw, hw, 1, 1, c, 1.0f / sqrtf((float)c), NULL,
                               false));
     MOLD_TRY(be->i->matmul(be, s->t1, s->t2, hw, &a->wp, a->bp)); /* t1 [HW, C] */
-    MOLD_TRY(transpose(be, s->t2, s->t1, hw, c));                /* t2 [C, HW] */
+    MOLD_TRY(be->i->transpose(be, s->t2, s->t1, hw, c));          /* t2 [C, HW] */
     return be->i->add(be, s->x, s->x, s->t2, c * hw);
 }
 
-/* Decodes the latent already uploaded to s->t1 ([z, h, w]); leaves the
- * clamped image [3, S*h, S*w] in s->t2. */
-static mold_status forward(const mold_vae *v, const ws *s, int64_t h, int64_t w) {
+/* Up block b's upsampler: nearest x2 then a 3x3 conv c -> c/2, fused
+ * (into T2, then the roles swap) or composed (through T1, into X). */
+static mold_status upsample_fwd(mold_backend *be, ws *s, const conv *up, int64_t h, int64_t w) {
+    int64_t ch = up->c_in, hw4 = 4 * h * w;
+    if (s->fused) {
+        USE(t2, up->c_out * hw4);
+        mold_conv_fusion f = {.upsample2x = true};
+        MOLD_TRY(be->i->conv3x3_fused(be, s->t2, s->x, ch, h, w, &up->w, up->b, &f));
+        swap_roles(s);
+        return MOLD_OK;
+    }
+    USE(t1, ch * hw4);
+    USE(x, up->c_out * hw4);
+    MOLD_TRY(be->i->upsample2x(be, s->t1, s->x, ch, h, w));
+    return conv_run(be, s->x, s->t1, up, 2 * h, 2 * w);
+}
+
+/* norm_out -> SiLU -> conv_out -> clamp, from X into T2. */
+static mold_status out_fwd(const mold_vae *v, const ws *s, int64_t h, int64_t w) {
+    mold_backend *be = v->be;
+    int64_t hw = h * w, cf = v->conv_out.c_in;
+    USE(t2, OUT_CH * hw);
+    if (s->fused) {
+        USE(sc, hw);
+        MOLD_TRY(be->i->channel_rms_scale(be, s->sc, s->x, cf, hw));
+        MOLD_TRY(conv_nsilu(be, s->t2, s->x, s->sc, v->g_out, &v->conv_out, h, w, NULL));
+    } else {
+        USE(t1, cf * hw);
+        MOLD_TRY(be->i->channel_rms_norm(be, s->t1, s->x, v->g_out, cf, hw));
+        MOLD_TRY(be->i->silu(be, s->t1, s->t1, cf * hw));
+        MOLD_TRY(conv_run(be, s->t2, s->t1, &v->conv_out, h, w));
+    }
+    return be->i->clamp(be, s->t2, s->t2, -1.0f, 1.0f, OUT_CH * hw);
+}
+
+/* Decodes the latent already uploaded to s0->t1 ([z, h, w]); leaves the
+ * clamped image [3, S*h, S*w] in *img (one of the workspace buffers: the
+ * fused path moves X and T2 around). */
+static mold_status forward(const mold_vae *v, const ws *s0, int64_t h, int64_t w, float **img) {
     mold_backend *be = v->be;
     const mold_vae_config *c = &v->cfg;
+    ws roles = *s0, *s = &roles;
     int64_t hw = h * w;
     USE(t2, c->z_dim * hw);
     USE(x, ladder(c, 0) * hw);
@@ -684,22 +810,13 @@ static mold_status forward(const mold_vae *v, const ws *s, int64_t h, int64_t w)
             MOLD_TRY(res_fwd(be, s, &u->res[r], h, w));
         if (!u->has_up)
             continue;
-        int64_t ch = u->up.c_in;
-        USE(t1, ch * 4 * hw);
-        USE(x, u->up.c_out * 4 * hw);
-        MOLD_TRY(be->i->upsample2x(be, s->t1, s->x, ch, h, w));
+        MOLD_TRY(upsample_fwd(be, s, &u->up, h, w));
         h *= 2;
         w *= 2;
-        hw = h * w;
-        MOLD_TRY(conv_run(be, s->x, s->t1, &u->up, h, w));
     }
-    int64_t cf = v->conv_out.c_in;
-    USE(t1, cf * hw);
-    USE(t2, OUT_CH * hw);
-    MOLD_TRY(be->i->channel_rms_norm(be, s->t1, s->x, v->g_out, cf, hw));
-    MOLD_TRY(be->i->silu(be, s->t1, s->t1, cf * hw));
-    MOLD_TRY(conv_run(be, s->t2, s->t1, &v->conv_out, h, w));
-    return be->i->clamp(be, s->t2, s->t2, -1.0f, 1.0f, OUT_CH * hw);
+    MOLD_TRY(out_fwd(v, s, h, w));
+    *img = s->t2;
+    return MOLD_OK;
 }
 
 /* ---- tiling (host side) ---- */
@@ -750,9 +867,10 @@ static mold_status tile_run(mold_vae *v, const ws *s, const host_stage *hs, cons
             memcpy(hs->z + ((size_t)c * th + y) * tw,
                    z_host + ((size_t)c * h + y0 + y) * w + x0, (size_t)tw * sizeof(float));
     MOLD_TRY(be->i->upload(be, s->t1, hs->z, (size_t)zc * th * tw * sizeof(float)));
-    MOLD_TRY(forward(v, s, th, tw));
+    float *out;
+    MOLD_TRY(forward(v, s, th, tw, &out));
     int oh = th * sc, ow = tw * sc, W = w * sc, H = h * sc;
-    MOLD_TRY(be->i->download(be, hs->img, s->t2, (size_t)OUT_CH * oh * ow * sizeof(float)));
+    MOLD_TRY(be->i->download(be, hs->img, out, (size_t)OUT_CH * oh * ow * sizeof(float)));
     for (int c = 0; c < OUT_CH; c++)
         for (int y = 0; y < oh; y++) {
             float *dst = img_host + ((size_t)c * H + (size_t)y0 * sc + y) * W + (size_t)x0 * sc;
@@ -821,7 +939,8 @@ mold_status mold_vae_decode(mold_vae *v, const float *z_host, int h, int w,
     MOLD_TRY(check_dims(&v->cfg, h, w, tiling));
     int th = tile_extent(h, tiling), tw = tile_extent(w, tiling), sc = mold_vae_scale(&v->cfg);
     ws s;
-    plan_workspace(&v->cfg, th, tw, &s.cap);
+    s.fused = be->i->conv3x3_fused != NULL;
+    plan_workspace(&v->cfg, th, tw, s.fused, &s.cap);
     uint64_t bytes = plan_bytes(&s.cap);
     float *base = be->i->alloc(be, (size_t)bytes);
     if (!base)
@@ -830,13 +949,15 @@ mold_status mold_vae_decode(mold_vae *v, const float *z_host, int h, int w,
     s.x = base;
     s.t1 = s.x + align_floats(s.cap.x);
     s.t2 = s.t1 + align_floats(s.cap.t1);
+    s.sc = s.t2 + align_floats(s.cap.t2);
     mold_status st;
     if (th == h && tw == w) { /* one tile: exactly the full decode */
         st = be->i->upload(be, s.t1, z_host, (size_t)v->cfg.z_dim * h * w * sizeof(float));
+        float *out = NULL;
         if (st == MOLD_OK)
-            st = forward(v, &s, h, w);
+            st = forward(v, &s, h, w, &out);
         if (st == MOLD_OK)
-            st = be->i->download(be, img_host, s.t2,
+            st = be->i->download(be, img_host, out,
                                  (size_t)OUT_CH * h * w * sc * sc * sizeof(float));
     } else {
         st = decode_tiled(v, &s, z_host, h, w, tiling, img_host);

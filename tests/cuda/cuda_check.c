@@ -2,9 +2,10 @@
  * cuda_check.c — CUDA-vs-CPU comparisons and timings at real Qwen-Image
  * sizes (run by scripts/gpu-check.sh on a GPU machine; not a ctest: it needs
  * a GPU and a few minutes of CPU for the references; --fast: only the
- * attention and conv rows, for a short lease; --fuse: the fused MLP and
- * QK norm + RoPE beside the plain ops, and f32-weight matmuls on the exact
- * and the bf16 path across m).
+ * attention and conv rows, for a short lease; --vae: the VAE decoder's ops
+ * at 1328 x 1328, fused and composed; --fuse: the fused MLP and QK norm +
+ * RoPE beside the plain ops, and f32-weight matmuls on the exact and the
+ * bf16 path across m).
  *
  * For each op: the CUDA op runs on the full real-size problem and is timed
  * (median over batches of repetitions, host clock around backend syncs);
@@ -411,7 +412,8 @@ static void check_conv(int64_t c, int64_t h, int64_t w, int64_t crop, int varian
             memcpy(b + (ch * inner + r) * inner, yr + (ch * crop + r) * crop, inner * 4);
         }
     char shape[64], rate[48];
-    static const char *const names[] = {"igemm", "im2col TN", "im2col NN", "igemm nb48"};
+    static const char *const names[] = {"packed", "im2col TN", "im2col NN", "packed nb96",
+                                        "igemm f32"};
     snprintf(shape, sizeof shape, "%lld->%lld 3x3 %lldx%lld [%s]", (long long)c, (long long)c,
              (long long)h, (long long)w, names[variant]);
     snprintf(rate, sizeof rate, "%.0f TFLOP/s %.0f Mpx/s", 2.0 * c * c * 9 * h * w / (ms * 1e-3) / 1e12,
@@ -474,17 +476,191 @@ static void check_ew(int kind, const char *name, int64_t rows, int64_t dim, doub
     C->i->free(C, c.y); C->i->free(C, c.a); C->i->free(C, c.b); C->i->free(C, c.c);
 }
 
+/* ---- VAE decoder ops (--vae) ---- */
+
+/* The mid-block attention: one head of 384 over the 166 x 166 latent's
+ * tokens, the wide path (attention_wide.cu) and the GEMM path; the CPU
+ * reference covers the first 64 query rows (exact sub-problem). */
+static void check_attention_vae(int64_t s, int64_t d, int gemm) {
+    int64_t n = s * d, nq = 64;
+    float *qh = host_rand(n), *kh = host_rand(n), *vh = host_rand(n);
+    for (int64_t i = 0; i < n; i++) qh[i] *= 3.0f; /* scores of a few units, not ~0 */
+    at_ctx c = {G->i->alloc(G, (size_t)n * 4), dev_upload(G, qh, n), dev_upload(G, kh, n),
+                dev_upload(G, vh, n), NULL, s, 1, d};
+    mold_cuda_attention_force_gemm(gemm);
+    double ms = time_ms(at_run, &c, 2);
+    mold_cuda_attention_force_gemm(0);
+    float *og = dev_download(G, c.o, nq * d);
+    float *qc = dev_upload(C, qh, nq * d), *kc = dev_upload(C, kh, n), *vc = dev_upload(C, vh, n);
+    float *oc = C->i->alloc(C, (size_t)nq * d * 4);
+    die(C->i->attention(C, oc, qc, kc, vc, nq, s, 1, 1, d, 1.0f / sqrtf((float)d), NULL, false),
+        "cpu attention");
+    float *ref = dev_download(C, oc, nq * d);
+    char shape[64], rate[32];
+    snprintf(shape, sizeof shape, "S=%lld 1x%lld [%s]", (long long)s, (long long)d,
+             gemm ? "gemm" : "wide");
+    snprintf(rate, sizeof rate, "%.0f TFLOP/s", 4.0 * s * s * d / (ms * 1e-3) / 1e12);
+    row("attention", shape, ms, rate, rel_err(og, ref, nq * d), 1e-2);
+    free(qh); free(kh); free(vh); free(og); free(ref);
+    G->i->free(G, c.o); G->i->free(G, c.q); G->i->free(G, c.k); G->i->free(G, c.v);
+    C->i->free(C, qc); C->i->free(C, kc); C->i->free(C, vc); C->i->free(C, oc);
+}
+
+typedef struct vf_ctx {
+    float *y, *x, *b, *sc, *g, *res, *t1;
+    int64_t ci, co, h, w;
+    mold_weight *wt;
+    int fl; /* 1 norm + SiLU, 2 upsample, 4 residual = y; 8 composed instead of fused */
+} vf_ctx;
+
+/* One fused op (or its composition: the ops the VAE ran before the fusion). */
+static void vf_run(void *p) {
+    vf_ctx *c = p;
+    int64_t hw = c->h * c->w, up = c->fl & 2 ? 2 : 1, H = c->h * up, W = c->w * up;
+    if (c->fl & 8) { /* t1: the map the conv reads, then the conv output before the add */
+        const float *in = c->x;
+        float *conv_out = c->fl & 4 ? c->t1 + c->ci * H * W : c->y;
+        if (c->fl & 1) {
+            die(G->i->channel_rms_norm(G, c->t1, c->x, c->g, c->ci, hw), "norm");
+            die(G->i->silu(G, c->t1, c->t1, c->ci * hw), "silu");
+            in = c->t1;
+        }
+        if (c->fl & 2) {
+            die(G->i->upsample2x(G, c->t1, c->x, c->ci, c->h, c->w), "upsample");
+            in = c->t1;
+        }
+        die(G->i->conv2d(G, conv_out, in, c->ci, H, W, c->wt, 3, 3, 1, c->b), "conv2d");
+        if (c->fl & 4) die(G->i->add(G, c->res, c->res, conv_out, c->co * H * W), "add");
+        return;
+    }
+    if (c->fl & 1) die(G->i->channel_rms_scale(G, c->sc, c->x, c->ci, hw), "scale");
+    mold_conv_fusion f = {.in_scale = c->fl & 1 ? c->sc : NULL, .in_gamma = c->g,
+                          .in_silu = (c->fl & 1) != 0, .upsample2x = (c->fl & 2) != 0,
+                          .residual = c->fl & 4 ? c->res : NULL};
+    die(G->i->conv3x3_fused(G, c->fl & 4 ? c->res : c->y, c->x, c->ci, c->h, c->w, c->wt, c->b,
+                            &f), "conv3x3_fused");
+}
+
+/* A VAE conv step ci -> co at h x w (x2 when fl & 2) timed fused and
+ * composed; the fused output is compared with the composed one (both on
+ * the card: the composition's ops are each checked against the CPU in
+ * test_cuda_ops). */
+static void check_vae_conv(int64_t ci, int64_t co, int64_t h, int64_t w, int fl) {
+    int64_t up = fl & 2 ? 2 : 1, hw = h * w, n_out = co * hw * up * up;
+    wboth wt;
+    wboth_make(&wt, MOLD_BF16, co, ci * 9, 0, NULL);
+    float *xh = host_rand(ci * hw), *bh = host_rand(co), *gh = host_rand(ci), *rh = host_rand(n_out);
+    vf_ctx c = {G->i->alloc(G, (size_t)n_out * 4), dev_upload(G, xh, ci * hw), dev_upload(G, bh, co),
+                G->i->alloc(G, (size_t)hw * 4), dev_upload(G, gh, ci), dev_upload(G, rh, n_out),
+                G->i->alloc(G, (size_t)(ci + co) * hw * up * up * 4), ci, co, h, w, &wt.wg, fl};
+    double ms_f = time_ms(vf_run, &c, 3);
+    /* one clean application of each for the comparison (residual re-uploaded) */
+    die(G->i->upload(G, c.res, rh, (size_t)n_out * 4), "upload");
+    vf_run(&c);
+    float *a = dev_download(G, fl & 4 ? c.res : c.y, n_out);
+    c.fl = fl | 8;
+    double ms_c = time_ms(vf_run, &c, 3);
+    die(G->i->upload(G, c.res, rh, (size_t)n_out * 4), "upload");
+    vf_run(&c);
+    float *b = dev_download(G, fl & 4 ? c.res : c.y, n_out);
+    char shape[80], rate[48];
+    snprintf(shape, sizeof shape, "%lld->%lld %lldx%lld%s%s%s", (long long)ci, (long long)co,
+             (long long)(h * up), (long long)(w * up), fl & 1 ? " norm+silu" : "",
+             fl & 2 ? " x2" : "", fl & 4 ? " +res" : "");
+    snprintf(rate, sizeof rate, "composed %.3f ms", ms_c);
+    row("conv3x3_fused", shape, ms_f, rate, rel_err(a, b, n_out), 1e-2);
+    free(xh); free(bh); free(gh); free(rh); free(a); free(b);
+    G->i->free(G, c.y); G->i->free(G, c.x); G->i->free(G, c.b); G->i->free(G, c.sc);
+    G->i->free(G, c.g); G->i->free(G, c.res); G->i->free(G, c.t1);
+    wboth_free(&wt);
+}
+
+typedef struct tp_ctx {
+    float *y, *x;
+    int64_t a, b;
+    int kind; /* 0 transpose, 1 channel_rms_scale, 2 conv 1x1 */
+    mold_weight *wt;
+} tp_ctx;
+
+static void tp_op(mold_backend *be, tp_ctx *c) {
+    if (c->kind == 0) die(be->i->transpose(be, c->y, c->x, c->a, c->b), "transpose");
+    if (c->kind == 1) die(be->i->channel_rms_scale(be, c->y, c->x, c->a, c->b), "scale");
+    if (c->kind == 2)
+        die(be->i->conv2d(be, c->y, c->x, c->a, c->b, 1, c->wt, 1, 1, 0, NULL), "conv 1x1");
+}
+
+static void tp_run(void *p) { tp_op(G, p); }
+
+/* transpose [a, b], channel_rms_scale of [a, b], or a 1x1 conv a -> n_out
+ * over b pixels: timed on the card, compared in full with the CPU. */
+static void check_vae_simple(int kind, int64_t a, int64_t b, int64_t n_out) {
+    static const char *const names[] = {"transpose", "channel_rms_scale", "conv2d 1x1"};
+    int64_t n_in = a * b, n_y = kind == 0 ? a * b : kind == 1 ? b : n_out * b;
+    wboth wt;
+    if (kind == 2) wboth_make(&wt, MOLD_BF16, n_out, a, 1, NULL);
+    float *xh = host_rand(n_in);
+    tp_ctx g = {G->i->alloc(G, (size_t)n_y * 4), dev_upload(G, xh, n_in), a, b, kind,
+                kind == 2 ? &wt.wg : NULL};
+    tp_ctx c = {C->i->alloc(C, (size_t)n_y * 4), dev_upload(C, xh, n_in), a, b, kind,
+                kind == 2 ? &wt.wc : NULL};
+    tp_op(G, &g);
+    tp_op(C, &c);
+    float *yg = dev_download(G, g.y, n_y), *yc = dev_download(C, c.y, n_y);
+    double rel = rel_err(yg, yc, n_y);
+    double ms = time_ms(tp_run, &g, 10);
+    char shape[64], rate[32];
+    if (kind == 2)
+        snprintf(shape, sizeof shape, "%lld->%lld over %lld px", (long long)a, (long long)n_out,
+                 (long long)b);
+    else
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)a, (long long)b);
+    snprintf(rate, sizeof rate, "%.0f GB/s", (n_in + n_y) * 4.0 / (ms * 1e-3) / 1e9);
+    row(names[kind], shape, ms, rate, rel, kind == 2 ? 1e-2 : kind == 1 ? 1e-5 : 0.0);
+    free(xh); free(yg); free(yc);
+    G->i->free(G, g.y); G->i->free(G, g.x); C->i->free(C, c.y); C->i->free(C, c.x);
+    if (kind == 2) wboth_free(&wt);
+}
+
+static void vae_rows(void) {
+    const int64_t L = 166; /* 1328 / 8 */
+    check_attention_vae(L * L, 384, 0);
+    check_attention_vae(L * L, 384, 1);
+    check_vae_simple(0, 384, L * L, 0);
+    check_vae_simple(0, L * L, 384, 0);
+    check_vae_simple(1, 96, 1328 * 1328, 0);
+    check_vae_simple(1, 384, L * L, 0);
+    check_vae_simple(2, 192, 332 * 332, 384); /* up block 1 shortcut */
+    check_vae_simple(2, 16, L * L, 16);       /* post_quant_conv */
+    check_vae_conv(96, 96, 1328, 1328, 1);     /* resnet conv1 at full resolution */
+    check_vae_conv(96, 96, 1328, 1328, 1 | 4); /* conv2 + residual */
+    check_vae_conv(192, 192, 664, 664, 1 | 4);
+    check_vae_conv(384, 384, 332, 332, 1 | 4);
+    check_vae_conv(384, 384, L, L, 1 | 4);
+    check_vae_conv(192, 96, 664, 664, 2);      /* last upsampler: 1328 output */
+    check_vae_conv(384, 192, 332, 332, 2);
+    check_vae_conv(96, 3, 1328, 1328, 1);      /* conv_out */
+    check_conv(96, 1328, 1328, 96, 0);
+    check_conv(96, 1328, 1328, 96, 3);         /* 96 couts per block, 1 block per SM */
+    check_conv(96, 1328, 1328, 96, 4);         /* the f32-staging kernel (before packing) */
+    check_conv(192, 664, 664, 64, 0);
+    check_conv(192, 664, 664, 64, 3);
+    check_conv(192, 664, 664, 64, 4);
+    check_conv(384, 166, 166, 64, 0);
+    check_conv(384, 166, 166, 64, 4);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
     /* --quick: a smaller upload figure; --fast: only the attention and conv
      * rows (default kernels and their predecessors), for a short lease;
-     * --fuse: the fused MLP and QK norm + RoPE against the plain ops, and
-     * f32-weight matmuls on both paths across m */
-    int quick = 0, fast = 0, fuse = 0;
+     * --vae: the VAE rows; --fuse: the fused MLP and QK norm + RoPE against
+     * the plain ops, and f32-weight matmuls on both paths across m */
+    int quick = 0, fast = 0, vae = 0, fuse = 0;
     for (int i = 1; i < argc; i++) {
         quick |= strcmp(argv[i], "--quick") == 0;
         fast |= strcmp(argv[i], "--fast") == 0;
+        vae |= strcmp(argv[i], "--vae") == 0;
         fuse |= strcmp(argv[i], "--fuse") == 0;
     }
     mold_status st = mold_backend_cuda_create(0, &G);
@@ -509,6 +685,9 @@ int main(int argc, char **argv) {
         check_matmul_f32(2 * S_IMG, 64, D); /* img_in */
         check_matmul_f32(2 * S_IMG, D, 64); /* proj_out */
         check_matmul_f32(166 * 166, 384, 384); /* VAE mid attention at 1328^2 */
+    }
+    if (vae) vae_rows();
+    if (fuse || vae) {
         G->i->destroy(G);
         C->i->destroy(C);
         printf("cuda_check: %s\n", g_failed ? "FAILED" : "all comparisons within tolerance");

@@ -391,23 +391,31 @@ static void test_memory(void **state) {
            (unsigned long long)mold_vae_loaded_bytes(g_tiny.vae));
     assert_int_equal(wb, mold_vae_loaded_bytes(g_tiny.vae));
     const mold_vae_tiling t16 = {16, 4};
+    const bool fused = g_be->i->conv3x3_fused != NULL;
     uint64_t a, b, full, small;
-    tu_ok(mold_vae_workspace_bytes(c, 32, 32, &t16, &a), "ws 32x32");
-    tu_ok(mold_vae_workspace_bytes(c, 166, 100, &t16, &b), "ws 166x100");
-    tu_ok(mold_vae_workspace_bytes(c, 16, 16, NULL, &small), "ws 16x16 full");
-    tu_ok(mold_vae_workspace_bytes(c, 32, 32, NULL, &full), "ws 32x32 full");
-    printf("  workspace: tile 16 -> %llu bytes (32x32 and 166x100), full 32x32 %llu\n",
-           (unsigned long long)a, (unsigned long long)full);
+    tu_ok(mold_vae_workspace_bytes(c, 32, 32, &t16, fused, &a), "ws 32x32");
+    tu_ok(mold_vae_workspace_bytes(c, 166, 100, &t16, fused, &b), "ws 166x100");
+    tu_ok(mold_vae_workspace_bytes(c, 16, 16, NULL, fused, &small), "ws 16x16 full");
+    tu_ok(mold_vae_workspace_bytes(c, 32, 32, NULL, fused, &full), "ws 32x32 full");
+    printf("  workspace (%s path): tile 16 -> %llu bytes (32x32 and 166x100), full 32x32 %llu\n",
+           fused ? "fused" : "composed", (unsigned long long)a, (unsigned long long)full);
     assert_int_equal(a, b);
     assert_int_equal(a, small);
     assert_true(full > a);
-    /* base_dim 96 at 1328x1328 (166x166): largest map 192 x 1328^2 f32 */
+    /* base_dim 96 at 1328x1328 (166x166): the composed path's largest map is
+     * the 192 x 1328^2 f32 upsampled input of the last resample conv; the
+     * fused path keeps two 96 x 1328^2 maps (X, T2) and a smaller T1 */
     mold_vae_config real = *c;
     real.base_dim = 96;
-    tu_ok(mold_vae_workspace_bytes(&real, 166, 166, NULL, &full), "ws real");
-    printf("  workspace real model 1328x1328 full: %.2f GiB\n", (double)full / (1 << 30));
-    assert_true(full >= 192ull * 1328 * 1328 * 4);
-    assert_true(full <= 4 * 192ull * 1328 * 1328 * 4);
+    uint64_t comp, fuse;
+    tu_ok(mold_vae_workspace_bytes(&real, 166, 166, NULL, false, &comp), "ws real composed");
+    tu_ok(mold_vae_workspace_bytes(&real, 166, 166, NULL, true, &fuse), "ws real fused");
+    printf("  workspace real model 1328x1328 full: composed %.3f GiB, fused %.3f GiB\n",
+           (double)comp / (1 << 30), (double)fuse / (1 << 30));
+    assert_true(comp >= 192ull * 1328 * 1328 * 4);
+    assert_true(comp <= 4 * 192ull * 1328 * 1328 * 4);
+    assert_true(fuse >= 2 * 96ull * 1328 * 1328 * 4);
+    assert_true(fuse < comp);
 }
 
 /* ---- bad input ---- */

@@ -493,6 +493,28 @@ static void test_norms(void **state) {
     }
     check_d("channel_rms_norm", yi, ri, c * hw, 1e-6);
     for (int64_t ch = 0; ch < c; ch++) assert_true(yi[ch * hw + 2049] == 0.0f);
+    /* channel_rms_scale: the same factor alone, against the double
+     * reference, and x * s * gamma rebuilds channel_rms_norm bit for bit
+     * (conv3x3_fused relies on that composition) */
+    float *si = zeros(hw);
+    double *rs = malloc((size_t)hw * sizeof(double));
+    tu_ok(be->i->channel_rms_scale(be, si, xi, c, hw), "channel_rms_scale");
+    for (int64_t p = 0; p < hw; p++) {
+        double ss = 0;
+        for (int64_t ch = 0; ch < c; ch++) ss += (double)xi[ch * hw + p] * xi[ch * hw + p];
+        rs[p] = sqrt((double)c) / (sqrt(ss) > 1e-12 ? sqrt(ss) : 1e-12);
+    }
+    check_d("channel_rms_scale", si, rs, hw, 1e-6);
+    int64_t n_diff = 0;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t p = 0; p < hw; p++)
+            n_diff += xi[ch * hw + p] * si[p] * gc[ch] != yi[ch * hw + p];
+    printf("  channel_rms_scale: x * s * gamma vs channel_rms_norm: %lld of %lld values differ\n",
+           (long long)n_diff, (long long)(c * hw));
+    assert_int_equal(n_diff, 0);
+    tu_expect_error(be->i->channel_rms_scale(be, si, xi, 0, hw), MOLD_E_INVALID, "dim",
+                    "channel_rms_scale with 0 channels");
+    free(si); free(rs);
     tu_expect_error(be->i->rms_norm(be, y, x, NULL, 3, 0, eps), MOLD_E_INVALID, "dim", "dim 0");
     free(x); free(g); free(sh); free(sc); free(y); free(ref); free(xc);
     free(xi); free(gc); free(yi); free(ri);
@@ -817,6 +839,38 @@ static void test_copy_rows(void **state) {
     mold_backend_free(be);
 }
 
+/* transpose vs the index definition, odd shapes on both sides of the 32 x
+ * 64 tiling, 1 and 3 threads (bit-identical: it only moves values). */
+static void test_transpose(void **state) {
+    (void)state;
+    seed(12);
+    const int64_t shapes[][2] = {{1, 1}, {1, 97}, {97, 1}, {70, 45}, {33, 130}, {384, 211}};
+    for (int nt = 1; nt <= 3; nt += 2) {
+        mold_backend *be = make_be(nt);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int64_t r = shapes[s][0], c = shapes[s][1];
+            float *src = rnd(r * c), *dst = zeros(r * c + 1);
+            dst[r * c] = 42.0f; /* guard past the end */
+            tu_ok(be->i->transpose(be, dst, src, r, c), "transpose");
+            int64_t bad = 0;
+            for (int64_t i = 0; i < r; i++)
+                for (int64_t j = 0; j < c; j++) bad += dst[j * r + i] != src[i * c + j];
+            printf("  transpose %lldx%lld (%d threads): %lld of %lld values wrong\n", (long long)r,
+                   (long long)c, nt, (long long)bad, (long long)(r * c));
+            assert_int_equal(bad, 0);
+            assert_true(dst[r * c] == 42.0f);
+            free(src); free(dst);
+        }
+        float buf[16] = {0};
+        tu_expect_error(be->i->transpose(be, buf + 2, buf, 2, 4), MOLD_E_INVALID, "overlap",
+                        "transpose in place");
+        tu_expect_error(be->i->transpose(be, buf, buf + 8, -1, 4), MOLD_E_INVALID, "expected",
+                        "transpose with negative rows");
+        tu_ok(be->i->transpose(be, buf, buf + 8, 0, 4), "transpose of nothing");
+        mold_backend_free(be);
+    }
+}
+
 static void test_cfg_combine(void **state) {
     (void)state;
     seed(12);
@@ -890,6 +944,7 @@ int main(void) {
         cmocka_unit_test(test_upsample),
         cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_copy_rows),
+        cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_cfg_combine),
         cmocka_unit_test(test_count_nonfinite),
         cmocka_unit_test(test_cuda_stub),

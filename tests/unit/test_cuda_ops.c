@@ -36,8 +36,9 @@ void mold_cuda_attention_force_gemm(int on);
  * dim 128 without a causal mask, else flash3; 1 first kernel, ..., 4 flash2,
  * 6 flash4 wgmma, 7 Hopper, 8 flash3 forced). */
 void mold_cuda_attention_set_variant(int v);
-/* conv.cu: conv2d variant (0 default implicit GEMM, 1 K-contiguous columns,
- * 2 im2col [K, P], 3 implicit GEMM with 48 couts per block). */
+/* conv.cu: conv2d variant (0 default packed implicit GEMM, 1 K-contiguous
+ * columns, 2 im2col [K, P], 3 packed with 96 couts per block, 4 the
+ * f32-staging implicit GEMM). */
 void mold_cuda_conv_set_variant(int v);
 /* cuda_backend.cu: piece size of bf16-held uploads (0 = default). */
 void mold_cuda_set_hold_piece_bytes(size_t bytes);
@@ -208,6 +209,26 @@ static void test_matmul(void **state) {
     printf("  f32 weights at m=128: rel %.2e on the bf16 path, %.2e kept exact\n", rel,
            rel_exact);
     assert_true(rel > 1e-4); /* the bf16 path was taken: its rounding shows */
+}
+
+/* The few-row path (matmul_small.cu: m <= 64, k % 32 == 0): every 16-row
+ * group count, n not a multiple of the 32-output block, one k split and
+ * several (the partials summed by the second kernel), with and without
+ * bias, a held-size bf16 weight and a block format dequantized first, and
+ * the DiT's text-stream and modulation shapes. */
+static void test_matmul_small(void **state) {
+    (void)state;
+    check_matmul(MOLD_BF16, 1, 64, 72, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 13, 3072, 3072, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 16, 256, 200, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 17, 512, 96, 1, 1, TOL_BF16);
+    check_matmul(MOLD_BF16, 40, 3584, 512, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 64, 1024, 3000, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 2, 3072, 18432, 1, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 26, 12288, 3072, 1, 0, TOL_BF16);
+    check_matmul(MOLD_Q8_0, 13, 3072, 1000, 1, 0, TOL_BF16);
+    check_matmul(MOLD_Q4_K, 47, 2048, 264, 0, 0, TOL_BF16);
+    check_matmul(MOLD_BF16, 65, 256, 96, 1, 0, TOL_BF16); /* m 65: cuBLASLt */
 }
 
 static void test_matmul_quant(void **state) {
@@ -450,8 +471,10 @@ static void test_weight_hold(void **state) {
 
 static void test_norms(void **state) {
     (void)state;
-    const int64_t shapes[][2] = {{300, 128}, {7, 3072}, {5, 33}};
-    for (int s = 0; s < 3; s++) {
+    /* 3072, 2052 and 4096: LayerNorm's register kernel (3, 3 with a tail, 4
+     * float4 per thread); 4100: its block kernel */
+    const int64_t shapes[][2] = {{300, 128}, {7, 3072}, {5, 33}, {4, 2052}, {3, 4096}, {2, 4100}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t rows = shapes[s][0], dim = shapes[s][1];
         pair x = pair_rand(rows * dim), y = pair_rand(rows * dim), g = pair_rand(dim),
              sh = pair_rand(dim), sc = pair_rand(dim);
@@ -482,6 +505,19 @@ static void test_norms(void **state) {
     tu_ok(g_cuda->i->channel_rms_norm(g_cuda, y.gpu, x.gpu, g.gpu, c, hw), "cuda");
     compare("channel_rms_norm 96 x 851", &y, TOL_F32);
     pair_free(&x); pair_free(&y); pair_free(&g);
+    /* channel_rms_scale: channel counts around the kernel's unroll by 8 */
+    const int64_t cs[][2] = {{96, 37 * 23}, {3, 1000}, {13, 257}, {384, 166}};
+    for (int i = 0; i < 4; i++) {
+        pair xs = pair_rand(cs[i][0] * cs[i][1]), ss = pair_rand(cs[i][1]);
+        poison(&ss);
+        tu_ok(g_cpu->i->channel_rms_scale(g_cpu, ss.cpu, xs.cpu, cs[i][0], cs[i][1]), "cpu");
+        tu_ok(g_cuda->i->channel_rms_scale(g_cuda, ss.gpu, xs.gpu, cs[i][0], cs[i][1]), "cuda");
+        char what[64];
+        snprintf(what, sizeof what, "channel_rms_scale %lld x %lld", (long long)cs[i][0],
+                 (long long)cs[i][1]);
+        compare(what, &ss, TOL_F32);
+        pair_free(&xs); pair_free(&ss);
+    }
 }
 
 static void test_rope(void **state) {
@@ -564,7 +600,11 @@ static void test_attention(void **state) {
     check_attention(130, 200, 2, 2, 128, 1, 0, 1);   /* GEMM path, same case */
     check_attention(50, 70, 8, 2, 128, 0, 1, 1);
     check_attention(70, 70, 1, 1, 40, 0, 0, 0);      /* d not a multiple of 16 -> GEMM path */
-    check_attention(300, 300, 1, 1, 384, 0, 0, 0);   /* VAE mid attention head dim */
+    check_attention(300, 300, 1, 1, 384, 0, 0, 0);   /* VAE mid attention head dim (wide) */
+    check_attention(64, 9000, 1, 1, 192, 0, 0, 0);   /* wide: two key chunks, uneven */
+    check_attention(100, 77, 2, 1, 256, 0, 0, 0);    /* wide: GQA, short rows */
+    check_attention(100, 90, 1, 1, 384, 1, 0, 0);    /* masked wide head: GEMM path */
+    check_attention(300, 300, 1, 1, 384, 0, 0, 1);   /* forced GEMM path, same case */
     check_attention(20, 10, 2, 2, 64, 0, 1, 0);      /* sq > skv causal: first rows see nothing */
     check_attention(20, 10, 2, 2, 64, 0, 1, 1);
     /* flash3: full 64-key tiles without masking (fast path), a tail-only
@@ -699,14 +739,21 @@ static void test_elementwise(void **state) {
     RUN2("clamp", g_cpu->i->clamp(g_cpu, y.cpu, a.cpu, -0.5f, 0.25f, n),
          g_cuda->i->clamp(g_cuda, y.gpu, a.gpu, -0.5f, 0.25f, n));
 #undef RUN2
-    /* gated_add in place on a, with and without a gate */
-    int64_t rows = 97, dim = 1030; /* rows * dim <= n */
-    pair g = pair_rand(dim);
-    for (int with_g = 0; with_g < 2; with_g++) {
-        tu_ok(g_cpu->i->gated_add(g_cpu, a.cpu, with_g ? g.cpu : NULL, b.cpu, rows, dim), "cpu");
-        tu_ok(g_cuda->i->gated_add(g_cuda, a.gpu, with_g ? g.gpu : NULL, b.gpu, rows, dim), "cuda");
-        compare(with_g ? "gated_add gate" : "gated_add no gate", &a, TOL_F32);
-    }
+    /* gated_add in place on a, with and without a gate; dim 1030 takes the
+     * scalar kernel, 1024 the float4 one, 1024 at an offset of 1 the
+     * scalar one again (unaligned) */
+    const int64_t ga_dims[3] = {1030, 1024, 1024}, ga_off[3] = {0, 0, 1};
+    pair g = pair_rand(1030 + 1);
+    for (int c = 0; c < 3; c++)
+        for (int with_g = 0; with_g < 2; with_g++) {
+            const int64_t rows = 97, dim = ga_dims[c], o = ga_off[c]; /* rows * dim + o <= n */
+            tu_ok(g_cpu->i->gated_add(g_cpu, a.cpu + o, with_g ? g.cpu + o : NULL, b.cpu + o, rows, dim), "cpu");
+            tu_ok(g_cuda->i->gated_add(g_cuda, a.gpu + o, with_g ? g.gpu + o : NULL, b.gpu + o, rows, dim), "cuda");
+            char what[64];
+            snprintf(what, sizeof what, "gated_add dim %lld off %lld gate %d", (long long)dim,
+                     (long long)o, with_g);
+            compare(what, &a, TOL_F32);
+        }
     /* copy_rows: 40 rows of 100 from stride 300 (offset 7) to stride 150 (offset 11) */
     poison(&y);
     tu_ok(g_cpu->i->copy_rows(g_cpu, y.cpu + 11, 150, a.cpu + 7, 300, 40, 100), "cpu");
@@ -783,9 +830,10 @@ static void check_conv(mold_dtype dt, int64_t c_in, int64_t c_out, int64_t h, in
 
 static void test_conv2d(void **state) {
     (void)state;
-    /* 3x3 pad 1 takes the implicit GEMM: every cout tile width (96, 64, 32
-     * with padding, 16 with padding), partial channel chunks, partial
-     * row/column tiles, f32 / f16 / block-format kernels */
+    /* 3x3 pad 1 takes the packed implicit GEMM: every cout tile width (48,
+     * 64, 32 with padding, 16 with padding; 96 under variant 3), partial
+     * channel chunks, partial row/column tiles, f32 / f16 / block-format
+     * kernels */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
     check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
     check_conv(MOLD_BF16, 40, 192, 9, 33, 3, 1, 0);
@@ -801,9 +849,15 @@ static void test_conv2d(void **state) {
     check_conv(MOLD_BF16, 32, 12, 21, 19, 1, 0, 1);
     mold_cuda_conv_set_variant(2); /* im2col [K, P] + GEMM for every conv */
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
-    mold_cuda_conv_set_variant(3); /* implicit GEMM, 48 couts per block */
+    mold_cuda_conv_set_variant(3); /* packed implicit GEMM, 96 couts per block */
     check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
     check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    mold_cuda_conv_set_variant(4); /* the f32-staging implicit GEMM (the previous default) */
+    check_conv(MOLD_BF16, 16, 24, 37, 29, 3, 1, 1);
+    check_conv(MOLD_BF16, 96, 96, 19, 70, 3, 1, 1);
+    check_conv(MOLD_BF16, 40, 192, 9, 33, 3, 1, 0);
+    check_conv(MOLD_Q8_0, 32, 40, 11, 13, 3, 1, 1);
+    check_conv(MOLD_F32, 8, 16, 17, 33, 3, 1, 1);
     mold_cuda_conv_set_variant(0);
 }
 
@@ -816,6 +870,117 @@ static void test_upsample(void **state) {
     tu_ok(g_cuda->i->upsample2x(g_cuda, y.gpu, x.gpu, c, h, w), "cuda");
     compare("upsample2x", &y, 0.0);
     pair_free(&x); pair_free(&y);
+}
+
+/* transpose: exact (it only moves values); the tall case needs the grid's
+ * z dimension (more than 65535 tiles of rows). */
+static void test_transpose(void **state) {
+    (void)state;
+    const int64_t shapes[][2] = {{1, 1}, {33, 65}, {384, 1000}, {1000, 384}, {27, 5},
+                                 {2097200, 2}};
+    for (int i = 0; i < 6; i++) {
+        int64_t r = shapes[i][0], c = shapes[i][1];
+        pair x = pair_rand(r * c), y = pair_rand(r * c);
+        poison(&y);
+        tu_ok(g_cpu->i->transpose(g_cpu, y.cpu, x.cpu, r, c), "cpu transpose");
+        tu_ok(g_cuda->i->transpose(g_cuda, y.gpu, x.gpu, r, c), "cuda transpose");
+        char what[64];
+        snprintf(what, sizeof what, "transpose %lld x %lld", (long long)r, (long long)c);
+        compare(what, &y, 0.0);
+        pair_free(&x); pair_free(&y);
+    }
+    float *p = g_cuda->i->alloc(g_cuda, 4096);
+    tu_expect_error(g_cuda->i->transpose(g_cuda, p + 4, p, 8, 8), MOLD_E_INVALID, "overlap",
+                    "transpose in place");
+    g_cuda->i->free(g_cuda, p);
+}
+
+/* conv3x3_fused against the CPU composition of the ops it replaces:
+ * U(silu(channel_rms_norm(x, gamma))) -> conv2d -> add. fl: 1 scale, 2
+ * gamma (with scale), 4 SiLU, 8 upsample, 16 residual in a separate
+ * buffer, 32 residual = y (in place). */
+static void check_fused(int64_t c_in, int64_t c_out, int64_t h, int64_t w, int fl) {
+    const int up = fl & 8 ? 1 : 0;
+    const int64_t H = h << up, W = w << up, hw = h * w, n_out = c_out * H * W;
+    wpair wt;
+    wpair_make(&wt, MOLD_BF16, c_out, c_in * 9);
+    pair x = pair_rand(c_in * hw), g = pair_rand(c_in), b = pair_rand(c_out);
+    pair sc = pair_rand(hw), t = pair_rand(c_in * hw), u = pair_rand(c_in * H * W);
+    pair y = pair_rand(n_out), res = pair_rand(n_out), tmp = pair_rand(n_out);
+    /* both sides get their own factors from channel_rms_scale */
+    tu_ok(g_cpu->i->channel_rms_scale(g_cpu, sc.cpu, x.cpu, c_in, hw), "cpu scale");
+    tu_ok(g_cuda->i->channel_rms_scale(g_cuda, sc.gpu, x.gpu, c_in, hw), "cuda scale");
+    /* CPU: the composition */
+    const float *in = x.cpu;
+    if (fl & 1) {
+        tu_ok(g_cpu->i->channel_rms_norm(g_cpu, t.cpu, x.cpu, fl & 2 ? g.cpu : NULL, c_in, hw),
+              "cpu norm");
+        in = t.cpu;
+    }
+    if (fl & 4) {
+        tu_ok(g_cpu->i->silu(g_cpu, t.cpu, in, c_in * hw), "cpu silu");
+        in = t.cpu;
+    }
+    if (up) {
+        tu_ok(g_cpu->i->upsample2x(g_cpu, u.cpu, in, c_in, h, w), "cpu upsample");
+        in = u.cpu;
+    }
+    const bool in_place = fl & 32;
+    float *yc = in_place ? res.cpu : y.cpu;
+    tu_ok(g_cpu->i->conv2d(g_cpu, fl & 48 ? tmp.cpu : yc, in, c_in, H, W, &wt.wc, 3, 3, 1, b.cpu),
+          "cpu conv2d");
+    if (fl & 48) tu_ok(g_cpu->i->add(g_cpu, yc, tmp.cpu, res.cpu, n_out), "cpu add");
+    /* CUDA: one op */
+    mold_conv_fusion f = {.in_scale = fl & 1 ? sc.gpu : NULL, .in_gamma = fl & 2 ? g.gpu : NULL,
+                          .in_silu = (fl & 4) != 0, .upsample2x = up != 0,
+                          .residual = fl & 48 ? res.gpu : NULL};
+    float *yg = in_place ? res.gpu : y.gpu;
+    if (!in_place) poison(&y);
+    tu_ok(g_cuda->i->conv3x3_fused(g_cuda, yg, x.gpu, c_in, h, w, &wt.wg, b.gpu, &f),
+          "cuda conv3x3_fused");
+    char what[128];
+    snprintf(what, sizeof what, "conv3x3_fused %lld->%lld %lldx%lld%s%s%s%s%s%s", (long long)c_in,
+             (long long)c_out, (long long)h, (long long)w, fl & 1 ? " scale" : "",
+             fl & 2 ? " gamma" : "", fl & 4 ? " silu" : "", up ? " up" : "",
+             fl & 16 ? " +res" : "", in_place ? " +res=y" : "");
+    compare(what, in_place ? &res : &y, TOL_BF16);
+    pair_free(&x); pair_free(&g); pair_free(&b); pair_free(&sc); pair_free(&t); pair_free(&u);
+    pair_free(&y); pair_free(&res); pair_free(&tmp);
+    wpair_free(&wt);
+}
+
+static void test_conv3x3_fused(void **state) {
+    (void)state;
+    check_fused(96, 96, 19, 70, 1 | 2 | 4);       /* norm -> SiLU -> conv (resnet conv1) */
+    check_fused(96, 96, 19, 70, 1 | 2 | 4 | 32);  /* + residual in place (conv2) */
+    check_fused(40, 64, 17, 31, 1 | 2 | 4 | 16);  /* partial chunk, shortcut residual */
+    check_fused(48, 3, 21, 40, 1 | 2 | 4);        /* conv_out: 3 couts in a tile of 16 */
+    check_fused(20, 16, 9, 13, 8);                /* nearest x2 + conv (upsampler) */
+    check_fused(24, 96, 11, 19, 8 | 16);          /* x2, residual */
+    check_fused(16, 24, 13, 9, 4);                /* SiLU alone */
+    check_fused(16, 24, 13, 9, 1);                /* scale without gamma */
+    check_fused(16, 24, 13, 9, 1 | 2 | 8);        /* norm then x2 (commute) */
+    check_fused(32, 40, 12, 12, 0);               /* nothing fused: plain conv */
+    check_fused(64, 96, 41, 37, 1 | 2 | 4 | 16);  /* several row and column tiles */
+    mold_cuda_conv_set_variant(3);                /* 96 couts per block */
+    check_fused(96, 96, 19, 70, 1 | 2 | 4 | 32);
+    mold_cuda_conv_set_variant(0);
+    /* NULL fusion = conv2d */
+    wpair wt;
+    wpair_make(&wt, MOLD_BF16, 8, 16 * 9);
+    pair x = pair_rand(16 * 10 * 11), y = pair_rand(8 * 10 * 11), b = pair_rand(8);
+    poison(&y);
+    tu_ok(g_cpu->i->conv2d(g_cpu, y.cpu, x.cpu, 16, 10, 11, &wt.wc, 3, 3, 1, b.cpu), "cpu");
+    tu_ok(g_cuda->i->conv3x3_fused(g_cuda, y.gpu, x.gpu, 16, 10, 11, &wt.wg, b.gpu, NULL), "cuda");
+    compare("conv3x3_fused NULL fusion", &y, TOL_BF16);
+    tu_expect_error(g_cuda->i->conv3x3_fused(g_cuda, x.gpu + 5, x.gpu, 16, 10, 11, &wt.wg, b.gpu,
+                                             NULL),
+                    MOLD_E_INVALID, "overlaps", "conv3x3_fused y over x");
+    tu_expect_error(g_cuda->i->conv3x3_fused(g_cuda, y.gpu, x.gpu, 15, 10, 11, &wt.wg, b.gpu,
+                                             NULL),
+                    MOLD_E_INVALID, "columns", "conv3x3_fused wrong c_in");
+    pair_free(&x); pair_free(&y); pair_free(&b);
+    wpair_free(&wt);
 }
 
 #endif /* MOLD_HAVE_CUDA */
@@ -844,6 +1009,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_quant),
+        cmocka_unit_test(test_matmul_small),
         cmocka_unit_test(test_mlp_gelu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),
@@ -861,6 +1027,8 @@ int main(void) {
         cmocka_unit_test(test_count_nonfinite),
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_upsample),
+        cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_conv3x3_fused),
     };
     /* MOLD_CUDA_TEST_FILTER=test_attention runs a subset (compute-sanitizer
      * racecheck in scripts/gpu-check.sh). */

@@ -1,6 +1,6 @@
 /*
- * cpu_elementwise.c — activations, sums, clamps, strided copies, CFG
- * combination and the NaN/Inf counter.
+ * cpu_elementwise.c — activations, sums, clamps, strided copies, the
+ * transpose, CFG combination and the NaN/Inf counter.
  *
  * Every op here is per element (or per row for gated_add / cfg_combine), so
  * any partition gives the same result; large inputs are cut into fixed
@@ -19,7 +19,7 @@
 
 #include "cpu_internal.h"
 
-enum { EW_CHUNK = 65536, EW_ROW_FLOATS = 32768 };
+enum { EW_CHUNK = 65536, EW_ROW_FLOATS = 32768, TR_TILE = 32, TR_BAND = 64 };
 
 typedef enum ew_kind { EW_SILU, EW_GELU, EW_SWIGLU, EW_ADD, EW_AXPBY, EW_CLAMP } ew_kind;
 
@@ -213,6 +213,47 @@ mold_status mold_cpu_copy_rows(mold_backend *be, float *dst, int64_t dst_stride,
             memmove(d, s, (size_t)cols * sizeof(float));
         }
     }
+    return MOLD_OK;
+}
+
+/* ---- transpose ---- */
+
+typedef struct tr_ctx {
+    float *dst;       /* [cols, rows] */
+    const float *src; /* [rows, cols] */
+    int64_t rows, cols;
+} tr_ctx;
+
+/* Task = TR_BAND source rows, walked in TR_TILE x TR_TILE tiles so both the
+ * reads and the writes of a tile stay within a few cache lines per row. */
+static void tr_task(void *ud, int64_t task, float *scratch) {
+    (void)scratch;
+    const tr_ctx *c = ud;
+    int64_t r0 = task * TR_BAND, r1 = r0 + TR_BAND < c->rows ? r0 + TR_BAND : c->rows;
+    for (int64_t rt = r0; rt < r1; rt += TR_TILE) {
+        int64_t re = rt + TR_TILE < r1 ? rt + TR_TILE : r1;
+        for (int64_t ct = 0; ct < c->cols; ct += TR_TILE) {
+            int64_t ce = ct + TR_TILE < c->cols ? ct + TR_TILE : c->cols;
+            for (int64_t col = ct; col < ce; col++)
+                for (int64_t r = rt; r < re; r++)
+                    c->dst[col * c->rows + r] = c->src[r * c->cols + col];
+        }
+    }
+}
+
+mold_status mold_cpu_transpose(mold_backend *be, float *dst, const float *src, int64_t rows,
+                               int64_t cols) {
+    if (rows < 0 || cols < 0)
+        return MOLD_ERR(MOLD_E_INVALID, "transpose: expected rows, cols >= 0, got %lld x %lld",
+                        (long long)rows, (long long)cols);
+    if (rows == 0 || cols == 0)
+        return MOLD_OK;
+    if (!dst || !src)
+        return MOLD_ERR(MOLD_E_INVALID, "transpose: NULL src or dst");
+    if (cpu_overlap(dst, rows * cols, src, rows * cols))
+        return MOLD_ERR(MOLD_E_INVALID, "transpose: dst overlaps src (in place is not supported)");
+    tr_ctx c = { .dst = dst, .src = src, .rows = rows, .cols = cols };
+    mold_cpu_parallel(cpu_of(be), cpu_n_chunks(rows, TR_BAND), tr_task, &c);
     return MOLD_OK;
 }
 

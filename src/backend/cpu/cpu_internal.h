@@ -115,6 +115,8 @@ mold_status mold_cpu_layer_norm_modulate(mold_backend *be, float *y, const float
                                          int64_t dim, float eps);
 mold_status mold_cpu_channel_rms_norm(mold_backend *be, float *y, const float *x,
                                       const float *gamma, int64_t c, int64_t hw);
+mold_status mold_cpu_channel_rms_scale(mold_backend *be, float *s, const float *x, int64_t c,
+                                       int64_t hw);
 
 mold_status mold_cpu_rope(mold_backend *be, float *x, int64_t n_tok, int64_t n_head,
                           int64_t head_dim, const float *cos_t, const float *sin_t,
@@ -136,6 +138,8 @@ mold_status mold_cpu_clamp(mold_backend *be, float *y, const float *x, float lo,
                            int64_t n);
 mold_status mold_cpu_copy_rows(mold_backend *be, float *dst, int64_t dst_stride,
                                const float *src, int64_t src_stride, int64_t rows, int64_t cols);
+mold_status mold_cpu_transpose(mold_backend *be, float *dst, const float *src, int64_t rows,
+                               int64_t cols);
 mold_status mold_cpu_cfg_combine(mold_backend *be, float *out, const float *cond,
                                  const float *uncond, float scale, int64_t n_tok, int64_t dim);
 mold_status mold_cpu_count_nonfinite(mold_backend *be, const float *x, int64_t n, int64_t *bad);

@@ -1,5 +1,6 @@
 /*
- * cpu_norm.c — rms_norm, layer_norm_modulate and channel_rms_norm.
+ * cpu_norm.c — rms_norm, layer_norm_modulate, channel_rms_norm and its
+ * per-pixel factor alone (channel_rms_scale).
  *
  * Statistics are accumulated in double in index order (one row or one pixel
  * at a time, never split across tasks), then applied in f32. Each output
@@ -118,13 +119,9 @@ typedef struct chan_ctx {
     int64_t c, hw;
 } chan_ctx;
 
-/* One band of CHAN_BAND pixels: sums of squares over channels per pixel
- * (double, in channel order) in scratch, then scales every channel. */
-static void chan_task(void *ud, int64_t task, float *scratch) {
-    const chan_ctx *c = ud;
-    int64_t p0 = task * CHAN_BAND;
-    int64_t np = c->hw - p0 < CHAN_BAND ? c->hw - p0 : CHAN_BAND;
-    double *ss = (double *)scratch; /* [np] */
+/* inv[p] = sqrt(C) / max(||x[:, p0 + p]||, 1e-12) for p < np: sums of
+ * squares over channels per pixel (double, in channel order) in ss. */
+static void chan_inv(const chan_ctx *c, int64_t p0, int64_t np, double *ss, float *inv) {
     for (int64_t p = 0; p < np; p++)
         ss[p] = 0.0;
     for (int64_t ch = 0; ch < c->c; ch++) {
@@ -132,12 +129,22 @@ static void chan_task(void *ud, int64_t task, float *scratch) {
         for (int64_t p = 0; p < np; p++)
             ss[p] += (double)x[p] * x[p];
     }
-    float *inv = (float *)(ss + np); /* [np] sqrt(C) / max(||x||, 1e-12) */
     double root_c = sqrt((double)c->c);
     for (int64_t p = 0; p < np; p++) {
         double nrm = sqrt(ss[p]);
         inv[p] = (float)(root_c / (nrm > 1e-12 ? nrm : 1e-12));
     }
+}
+
+/* One band of CHAN_BAND pixels: the per-pixel factors in scratch, then
+ * every channel scaled. */
+static void chan_task(void *ud, int64_t task, float *scratch) {
+    const chan_ctx *c = ud;
+    int64_t p0 = task * CHAN_BAND;
+    int64_t np = c->hw - p0 < CHAN_BAND ? c->hw - p0 : CHAN_BAND;
+    double *ss = (double *)scratch; /* [np] */
+    float *inv = (float *)(ss + np); /* [np] */
+    chan_inv(c, p0, np, ss, inv);
     for (int64_t ch = 0; ch < c->c; ch++) {
         const float *x = c->x + ch * c->hw + p0;
         float *y = c->y + ch * c->hw + p0;
@@ -153,5 +160,24 @@ mold_status mold_cpu_channel_rms_norm(mold_backend *be, float *y, const float *x
     chan_ctx ctx = { .y = y, .x = x, .gamma = gamma, .c = c, .hw = hw };
     MOLD_ASSERT(CHAN_BAND * 3 <= CPU_SCRATCH_FLOATS);
     mold_cpu_parallel(cpu_of(be), cpu_n_chunks(hw, CHAN_BAND), chan_task, &ctx);
+    return MOLD_OK;
+}
+
+/* ---- channel_rms_scale ---- */
+
+/* The factors of one band, written straight to the output (c->y, [hw]). */
+static void chan_scale_task(void *ud, int64_t task, float *scratch) {
+    const chan_ctx *c = ud;
+    int64_t p0 = task * CHAN_BAND;
+    int64_t np = c->hw - p0 < CHAN_BAND ? c->hw - p0 : CHAN_BAND;
+    chan_inv(c, p0, np, (double *)scratch, c->y + p0);
+}
+
+mold_status mold_cpu_channel_rms_scale(mold_backend *be, float *s, const float *x, int64_t c,
+                                       int64_t hw) {
+    MOLD_TRY(check_rows("channel_rms_scale", s, x, hw, c));
+    chan_ctx ctx = { .y = s, .x = x, .c = c, .hw = hw };
+    MOLD_ASSERT(CHAN_BAND * 2 <= CPU_SCRATCH_FLOATS);
+    mold_cpu_parallel(cpu_of(be), cpu_n_chunks(hw, CHAN_BAND), chan_scale_task, &ctx);
     return MOLD_OK;
 }

@@ -34,6 +34,7 @@
 
 #include <math.h>
 
+#include "attention_wide.cuh"
 #include "convert.cuh"
 #include "flash_hopper.cuh"
 #include "matmul.cuh"
@@ -1241,6 +1242,9 @@ extern "C" mold_status mold_cuda_op_attention(mold_backend *be, float *out, cons
         MOLD_CUDA_CHECK(cb, cudaMemsetAsync(out, 0, (size_t)sq * hq * d * 4, cb->stream));
         return mold_cuda_op_done(cb);
     }
+    mold_status wst; /* heads wider than 128 without a mask: attention_wide.cu */
+    if (!g_force_gemm && mold_cuda_attention_wide(cb, out, q, k, v, sq, skv, hq, hkv, d, scale,
+                                                  key_valid, causal, &wst)) return wst;
     bool flash = !g_force_gemm && d % 16 == 0 && d <= 128;
 #if defined(MOLD_CUDA_SM90A)
     const bool f4 = flash && g_fa_variant == 6 && d == F4_D && scale > 0.0f;

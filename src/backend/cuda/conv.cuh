@@ -18,10 +18,11 @@ cudaError_t mold_cuda_im2col_bf16(__nv_bfloat16 *col, const float *x, int64_t c_
 cudaError_t mold_cuda_upsample2x(float *y, const float *x, int64_t c, int64_t h, int64_t w,
                                  cudaStream_t stream);
 
-/* Benchmark hook: 0 = implicit GEMM for 3x3 pad 1, im2col [K, P] + "NN" GEMM
- * otherwise (default); 1 = [P, K] + "TN" for all; 2 = [K, P] + "NN" for all;
- * 3 = implicit GEMM with 48 couts per block. Also set from the environment
- * (MOLD_CUDA_CONV_VARIANT) when a backend is created. */
+/* Benchmark hook: 0 = packed implicit GEMM for 3x3 pad 1, im2col [K, P] +
+ * "NN" GEMM otherwise (default); 1 = [P, K] + "TN" for all; 2 = [K, P] +
+ * "NN" for all; 3 = packed implicit GEMM with 96 couts per block; 4 = the
+ * f32-staging implicit GEMM (the default before packing). Also set from the
+ * environment (MOLD_CUDA_CONV_VARIANT) when a backend is created. */
 void mold_cuda_conv_set_variant(int v);
 
 mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const float *x, int64_t c_in,
@@ -29,6 +30,10 @@ mold_status mold_cuda_op_conv2d(mold_backend *be, float *y, const float *x, int6
                                 int64_t kw, int64_t pad, const float *bias);
 mold_status mold_cuda_op_upsample2x(mold_backend *be, float *y, const float *x, int64_t c,
                                     int64_t h, int64_t w);
+/* ops.h conv3x3_fused: the implicit-GEMM kernel with the fusion applied. */
+mold_status mold_cuda_op_conv3x3_fused(mold_backend *be, float *y, const float *x, int64_t c_in,
+                                       int64_t h, int64_t w, const mold_weight *wt,
+                                       const float *bias, const mold_conv_fusion *f);
 }
 
 #endif

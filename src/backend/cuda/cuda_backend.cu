@@ -1,7 +1,8 @@
 /*
  * cuda_backend.cu — the CUDA backend's handle: creation, memory, transfers,
  * weights and the op table (ops.h). The ops themselves live in one .cu/.cuh
- * pair per family (matmul, mlp, norm, rope, attention, elementwise, conv).
+ * pair per family (matmul, mlp, norm, rope, attention, elementwise, conv,
+ * transpose).
  *
  * Ownership: see cuda_common.cuh. alloc() is a plain cudaMalloc (no managed
  * memory: it can hang a shared GPU); model code reserves its activations once
@@ -34,6 +35,7 @@
 #include "norm.cuh"
 #include "profile.cuh"
 #include "rope.cuh"
+#include "transpose.cuh"
 
 /* ==================================================================== */
 /* ---- errors, scratch ---- */
@@ -482,6 +484,7 @@ static const mold_backend_i CUDA_I = {
     mold_cuda_op_rms_norm,
     mold_cuda_op_layer_norm_modulate,
     mold_cuda_op_channel_rms_norm,
+    mold_cuda_op_channel_rms_scale,
     mold_cuda_op_rope,
     mold_cuda_op_attention,
     mold_cuda_op_silu,
@@ -492,12 +495,14 @@ static const mold_backend_i CUDA_I = {
     mold_cuda_op_gated_add,
     mold_cuda_op_clamp,
     mold_cuda_op_copy_rows,
+    mold_cuda_op_transpose,
     mold_cuda_op_conv2d,
     mold_cuda_op_upsample2x,
     mold_cuda_op_cfg_combine,
     mold_cuda_op_count_nonfinite,
     be_memory_stats,
     be_set_weight_hold,
+    mold_cuda_op_conv3x3_fused,
     mold_cuda_op_mlp_gelu,
     mold_cuda_op_rms_norm_rope,
 };

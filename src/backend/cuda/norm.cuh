@@ -26,6 +26,8 @@ mold_status mold_cuda_op_layer_norm_modulate(mold_backend *be, float *y, const f
                                              int64_t rows, int64_t dim, float eps);
 mold_status mold_cuda_op_channel_rms_norm(mold_backend *be, float *y, const float *x,
                                           const float *gamma, int64_t c, int64_t hw);
+mold_status mold_cuda_op_channel_rms_scale(mold_backend *be, float *s, const float *x, int64_t c,
+                                           int64_t hw);
 }
 
 #endif
