@@ -214,6 +214,26 @@ typedef struct mold_backend_i {
     mold_status (*conv3x3_fused)(mold_backend *be, float *y, const float *x, int64_t c_in,
                                  int64_t h, int64_t w, const mold_weight *wt, const float *bias,
                                  const struct mold_conv_fusion *f);
+
+    /* ---- fused ops (optional: NULL means "compose the plain ops") ---- */
+    /* Two-layer MLP with tanh GELU, w2->n_in == w1->n_out == F:
+     *   y[m, w2->n_out] = gelu_tanh(x[m, w1->n_in] W1^T + b1) W2^T + b2
+     * (biases nullable). tmp is backend memory of m * F floats the op may
+     * overwrite: the composition keeps the hidden activation there, CUDA
+     * keeps it as bf16 (diffusers' bf16 Linear output, GELU on bf16) with
+     * the bf16 x beside it. y may alias x (x is consumed first), not tmp.
+     * Absent (the CPU backend): matmul into tmp, gelu_tanh, matmul. */
+    mold_status (*mlp_gelu)(mold_backend *be, float *y, const float *x, int64_t m,
+                            const mold_weight *w1, const float *b1, const mold_weight *w2,
+                            const float *b2, float *tmp);
+    /* Per-head RMSNorm then RoPE in one pass over x[n_tok, n_head, head_dim]:
+     *   y = rope(x / sqrt(mean over head_dim of x^2 + eps) * gamma)
+     * gamma [head_dim] nullable; cos_t, sin_t and mode as for rope(). y may
+     * alias x. Absent (the CPU backend): rms_norm over n_tok * n_head rows,
+     * then rope in place. */
+    mold_status (*rms_norm_rope)(mold_backend *be, float *y, const float *x, const float *gamma,
+                                 int64_t n_tok, int64_t n_head, int64_t head_dim, float eps,
+                                 const float *cos_t, const float *sin_t, mold_rope_mode mode);
 } mold_backend_i;
 
 /* Every backend instance starts with this header. */

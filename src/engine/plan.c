@@ -44,7 +44,10 @@
  * grows one scratch buffer for per-op temporaries and never shrinks it
  * (src/backend/cuda/cuda_backend.cu mold_cuda_scratch: size + 1/8). The
  * estimate below mirrors its users: matmul (bf16 copy of the activations,
- * plus a bf16 copy of a block-quantized weight), attention (bf16 q, k, v;
+ * plus a bf16 copy of a block-quantized weight, or of an f32 one from 128
+ * rows: below, f32 weights take the exact GEMM and no scratch), the fused MLP (the bf16
+ * hidden and x live in the model's own scratch: only a bf16 copy of a
+ * block-quantized weight), attention (bf16 q, k, v;
  * plus the score chunk when the head dim rules out the flash kernel) and
  * conv2d (im2col chunks of at most 256 MiB, plus a bf16 copy of non-bf16
  * kernels; the 3x3 pad-1 convs and conv3x3_fused instead pack their input
@@ -66,9 +69,11 @@
 #define LATENT_CH 16
 #define PACKED_DIM 64
 
-/* mirrors of the CUDA backend's constants (cuda_common.cuh, conv.cu, attention.cu) */
+/* mirrors of the CUDA backend's constants (cuda_common.cuh, conv.cu, attention.cu,
+ * matmul.cuh) */
 #define CUDA_CONV_COL_BYTES (256 * MIB)
 #define CUDA_ATTN_GEMM_SCRATCH (512 * MIB)
+#define CUDA_F32_BF16_MIN_M 128
 
 /* ------------------------------------------------------------------------ */
 /* ---- names and defaults ---- */
@@ -106,16 +111,27 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 /* What mold_cuda_scratch() allocates for a request of b bytes. */
 static uint64_t scratch_grown(uint64_t b) { return b ? a256(b + b / 8) : 0; }
 
-static bool is_quant(mold_dtype t) {
-    const mold_dtype_info *info = mold_dtype_get(t);
-    return info && info->is_quant;
+/* f32 weights below CUDA_F32_BF16_MIN_M rows: the exact f32 GEMM, no scratch. */
+static bool f32_exact(mold_dtype w, uint64_t m) {
+    return w == MOLD_F32 && m < CUDA_F32_BF16_MIN_M;
 }
 
-/* matmul y[m, n_out] = x[m, k] W^T: f32 weights need nothing; others a bf16
- * x, and block formats a bf16 W as well (f16 weights are bf16 on CUDA). */
+/* matmul y[m, n_out] = x[m, k] W^T: a bf16 x, and a bf16 W as well for block
+ * formats and (large m) f32 (f16 weights are bf16 on CUDA). */
 static uint64_t mm_scratch(mold_dtype w, uint64_t m, uint64_t k, uint64_t n_out) {
-    if (w == MOLD_F32) return 0;
-    return a256(m * k * 2) + (is_quant(w) ? a256(n_out * k * 2) : 0);
+    if (f32_exact(w, m)) return 0;
+    return a256(m * k * 2) + (w != MOLD_BF16 ? a256(n_out * k * 2) : 0);
+}
+
+/* mlp_gelu (src/backend/cuda/mlp.cu) on m rows, D -> F -> D: the bf16
+ * hidden [m, F] and x [m, D] share the caller's f32 [m, F] buffer when they
+ * fit (else x takes scratch), plus one bf16 copy of a non-bf16 weight (W1
+ * and W2 have the same size). f32 weights at small m keep the exact
+ * composition. */
+static uint64_t mlp_scratch(mold_dtype w, uint64_t m, uint64_t d, uint64_t f) {
+    if (f32_exact(w, m)) return 0;
+    uint64_t x = a256(m * f * 2) + m * d * 2 <= m * f * 4 ? 0 : a256(m * d * 2);
+    return x + (w != MOLD_BF16 ? a256(f * d * 2) : 0);
 }
 
 static uint64_t attn_scratch(uint64_t sq, uint64_t skv, uint64_t hq, uint64_t hkv, uint64_t d) {
@@ -218,10 +234,15 @@ static mold_status denoise_demand(ctx *x, int batch, demand *d) {
     if (x->cuda) {
         mold_dtype w = x->f->w[MOLD_COMP_DIT].matrix_dtype;
         uint64_t hd = (uint64_t)c->attention_head_dim, H = (uint64_t)c->num_attention_heads;
-        uint64_t D = H * hd, F = 4 * D, S = N + L, rows = B * max_u64(N, L);
-        uint64_t s = max_u64(mm_scratch(w, rows, D, F), mm_scratch(w, rows, F, D));
-        s = max_u64(s, mm_scratch(w, B * L, J, D));      /* txt_in */
-        s = max_u64(s, mm_scratch(w, B, D, 6 * D));      /* modulation */
+        uint64_t D = H * hd, F = 4 * D, S = N + L;
+        uint64_t in = (uint64_t)c->in_channels;
+        uint64_t out = (uint64_t)c->patch_size * (uint64_t)c->patch_size * (uint64_t)c->out_channels;
+        uint64_t s = max_u64(mlp_scratch(w, B * N, D, F), mlp_scratch(w, B * L, D, F));
+        s = max_u64(s, mm_scratch(w, max_u64(N, L), D, D)); /* q k v out, one sample */
+        s = max_u64(s, mm_scratch(w, B * N, in, D));        /* img_in */
+        s = max_u64(s, mm_scratch(w, B * N, D, out));       /* proj_out */
+        s = max_u64(s, mm_scratch(w, B * L, J, D));         /* txt_in */
+        s = max_u64(s, mm_scratch(w, B, D, 6 * D));         /* modulation */
         s = max_u64(s, attn_scratch(S, S, H, H, hd));
         d->scratch = scratch_grown(s);
     }

@@ -719,12 +719,21 @@ static mold_status modulate(mold_dit *d, float *y, const float *x, const float *
                                          D, LN_EPS);
 }
 
-/* q or k of one stream: y = RMSNorm_head(W x) (per head over head_dim, with
- * gamma), through tmp so the norm never runs in place. */
+/* q or k of one stream: y = RoPE(RMSNorm_head(W x)) (per head over head_dim,
+ * with gamma; RoPE after the QK norm, TQI processor order) with the stream's
+ * tables, through tmp so the norm never runs in place. One fused pass when
+ * the backend has rms_norm_rope. */
 static mold_status qk_proj(mold_dit *d, float *y, float *tmp, const float *x, int64_t rows,
-                           const dit_linear *l, const float *gamma) {
+                           const dit_linear *l, const float *gamma, const float *cos_t,
+                           const float *sin_t) {
+    mold_backend *be = d->be;
+    const int64_t H = d->n_head, hd = d->head_dim;
     MOLD_TRY(linear(d, tmp, x, rows, l));
-    return d->be->i->rms_norm(d->be, y, tmp, gamma, rows * d->n_head, d->head_dim, RMS_EPS);
+    if (be->i->rms_norm_rope)
+        return be->i->rms_norm_rope(be, y, tmp, gamma, rows, H, hd, RMS_EPS, cos_t, sin_t,
+                                    MOLD_ROPE_INTERLEAVED);
+    MOLD_TRY(be->i->rms_norm(be, y, tmp, gamma, rows * H, hd, RMS_EPS));
+    return be->i->rope(be, y, rows, H, hd, cos_t, sin_t, MOLD_ROPE_INTERLEAVED);
 }
 
 /* Joint attention of sample b: modulated inputs xi/xt -> gated residual
@@ -742,17 +751,13 @@ static mold_status attention_sample(mold_dit *d, const dit_block *bk, const dit_
     MOLD_TRY(modulate(d, xi, hi, mi, MOD_SHIFT1, MOD_SCALE1, N));
     MOLD_TRY(modulate(d, xt, ht, mt, MOD_SHIFT1, MOD_SCALE1, L));
     /* joint order [text, image]: text rows 0..L-1, image rows L..S-1 */
-    MOLD_TRY(qk_proj(d, q, o, xt, L, &bk->add_q, bk->norm_added_q));
-    MOLD_TRY(qk_proj(d, q + L * D, o, xi, N, &bk->to_q, bk->norm_q));
-    MOLD_TRY(qk_proj(d, k, o, xt, L, &bk->add_k, bk->norm_added_k));
-    MOLD_TRY(qk_proj(d, k + L * D, o, xi, N, &bk->to_k, bk->norm_k));
+    const float *tc = w->txt_cos, *ts = w->txt_sin, *ic = w->img_cos, *is = w->img_sin;
+    MOLD_TRY(qk_proj(d, q, o, xt, L, &bk->add_q, bk->norm_added_q, tc, ts));
+    MOLD_TRY(qk_proj(d, q + L * D, o, xi, N, &bk->to_q, bk->norm_q, ic, is));
+    MOLD_TRY(qk_proj(d, k, o, xt, L, &bk->add_k, bk->norm_added_k, tc, ts));
+    MOLD_TRY(qk_proj(d, k + L * D, o, xi, N, &bk->to_k, bk->norm_k, ic, is));
     MOLD_TRY(linear(d, v, xt, L, &bk->add_v));
     MOLD_TRY(linear(d, v + L * D, xi, N, &bk->to_v));
-    /* RoPE after the QK norm (TQI processor order), per stream's table */
-    MOLD_TRY(be->i->rope(be, q, L, H, hd, w->txt_cos, w->txt_sin, MOLD_ROPE_INTERLEAVED));
-    MOLD_TRY(be->i->rope(be, q + L * D, N, H, hd, w->img_cos, w->img_sin, MOLD_ROPE_INTERLEAVED));
-    MOLD_TRY(be->i->rope(be, k, L, H, hd, w->txt_cos, w->txt_sin, MOLD_ROPE_INTERLEAVED));
-    MOLD_TRY(be->i->rope(be, k + L * D, N, H, hd, w->img_cos, w->img_sin, MOLD_ROPE_INTERLEAVED));
     const float *kv = s->key_valid ? s->key_valid + b * S : NULL;
     MOLD_TRY(be->i->attention(be, o, q, k, v, S, S, H, H, hd, 1.0f / sqrtf((float)hd), kv,
                               false));
@@ -763,18 +768,27 @@ static mold_status attention_sample(mold_dit *d, const dit_block *bk, const dit_
     return be->i->gated_add(be, hi, mi + MOD_GATE1 * D, xi, N, D);
 }
 
+/* x = fc2(gelu_tanh(fc1(x))) over `rows` rows, the hidden [rows, F] in
+ * hid: the backend's fused op when it has one, else the three plain ops. */
+static mold_status mlp(mold_dit *d, float *x, int64_t rows, const dit_linear *fc1,
+                       const dit_linear *fc2, float *hid) {
+    mold_backend *be = d->be;
+    if (be->i->mlp_gelu)
+        return be->i->mlp_gelu(be, x, x, rows, &fc1->w, fc1->b, &fc2->w, fc2->b, hid);
+    MOLD_TRY(linear(d, hid, x, rows, fc1));
+    MOLD_TRY(be->i->gelu_tanh(be, hid, hid, rows * d->ffn));
+    return linear(d, x, hid, rows, fc2);
+}
+
 /* MLP half of one stream for all samples: h += gate2 * fc2(gelu(fc1(mod2(h)))).
  * x [B, n, D] holds the modulated input then the MLP output. */
 static mold_status mlp_stream(mold_dit *d, float *h, float *x, const float *mod, int64_t n,
                               int batch, const dit_linear *fc1, const dit_linear *fc2) {
     const int64_t D = d->dim, rows = (int64_t)batch * n;
-    float *hid = d->buf.scratch; /* [B, n, F] */
     for (int b = 0; b < batch; b++)
         MOLD_TRY(modulate(d, x + b * n * D, h + b * n * D, mod + b * 6 * D, MOD_SHIFT2, MOD_SCALE2,
                           n));
-    MOLD_TRY(linear(d, hid, x, rows, fc1));
-    MOLD_TRY(d->be->i->gelu_tanh(d->be, hid, hid, rows * d->ffn));
-    MOLD_TRY(linear(d, x, hid, rows, fc2));
+    MOLD_TRY(mlp(d, x, rows, fc1, fc2, d->buf.scratch)); /* scratch: [B, n, F] */
     for (int b = 0; b < batch; b++)
         MOLD_TRY(d->be->i->gated_add(d->be, h + b * n * D, mod + b * 6 * D + MOD_GATE2 * D,
                                      x + b * n * D, n, D));

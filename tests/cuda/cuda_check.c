@@ -3,7 +3,9 @@
  * sizes (run by scripts/gpu-check.sh on a GPU machine; not a ctest: it needs
  * a GPU and a few minutes of CPU for the references; --fast: only the
  * attention and conv rows, for a short lease; --vae: the VAE decoder's ops
- * at 1328 x 1328, fused and composed).
+ * at 1328 x 1328, fused and composed; --fuse: the fused MLP and QK norm +
+ * RoPE beside the plain ops, and f32-weight matmuls on the exact and the
+ * bf16 path across m).
  *
  * For each op: the CUDA op runs on the full real-size problem and is timed
  * (median over batches of repetitions, host clock around backend syncs);
@@ -36,6 +38,7 @@ void mold_cuda_attention_set_variant(int v);
 void mold_cuda_conv_set_variant(int v);
 mold_status mold_cuda_bench_h2d(mold_backend *be, size_t bytes, double *pinned_gbps,
                                 double *pageable_gbps);
+void mold_cuda_matmul_set_f32_bf16_min_m(int64_t m);
 
 static mold_backend *G, *C; /* CUDA, CPU */
 static int g_failed;
@@ -148,6 +151,8 @@ static void wboth_make(wboth *w, mold_dtype dt, int64_t n_out, int64_t n_in, int
         uint8_t *dst = (uint8_t *)w->data + r * row_bytes;
         if (dt == MOLD_BF16)
             for (int64_t j = 0; j < n_in; j++) ((uint16_t *)dst)[j] = mold_f32_to_bf16(tmp[j]);
+        else if (dt == MOLD_F32)
+            memcpy(dst, tmp, (size_t)n_in * 4);
         else
             die(mold_quantize(dt, tmp, dst, n_in), "quantize");
     }
@@ -210,6 +215,97 @@ static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, 
     G->i->free(G, xg); G->i->free(G, bg); G->i->free(G, yg);
     C->i->free(C, xc); C->i->free(C, bc); C->i->free(C, yc);
     wboth_free(&w);
+}
+
+/* f32 weight [n_out, n_in] at m rows, timed on the exact f32 GEMM and on the
+ * bf16 path (rounding x and W per call); CPU reference for 64 rows. */
+static void check_matmul_f32(int64_t m, int64_t n_in, int64_t n_out) {
+    wboth w;
+    wboth_make(&w, MOLD_F32, n_out, n_in, 1, NULL);
+    int64_t m_ref = m < 64 ? m : 64;
+    float *xh = host_rand(m * n_in), *bh = host_rand(n_out);
+    float *xg = dev_upload(G, xh, m * n_in), *bg = dev_upload(G, bh, n_out);
+    float *yg = G->i->alloc(G, (size_t)m * n_out * 4);
+    float *xc = dev_upload(C, xh, m_ref * n_in), *bc = dev_upload(C, bh, n_out);
+    float *yc = C->i->alloc(C, (size_t)m_ref * n_out * 4);
+    die(C->i->matmul(C, yc, xc, m_ref, &w.wc, bc), "cpu matmul");
+    float *yr = dev_download(C, yc, m_ref * n_out);
+    mm_ctx ctx = {yg, xg, bg, m, &w.wg};
+    for (int path = 0; path < 2; path++) {
+        mold_cuda_matmul_set_f32_bf16_min_m(path ? 1 : INT64_MAX);
+        double ms = time_ms(mm_run, &ctx, 10);
+        float *yh = dev_download(G, yg, m_ref * n_out);
+        char shape[64], rate[32];
+        snprintf(shape, sizeof shape, "%lldx%lld . %lldx%lld f32 [%s]", (long long)m,
+                 (long long)n_in, (long long)n_in, (long long)n_out, path ? "bf16" : "exact");
+        snprintf(rate, sizeof rate, "%.1f TFLOP/s", 2.0 * m * n_in * n_out / (ms * 1e-3) / 1e12);
+        row("matmul f32 weight", shape, ms, rate, rel_err(yh, yr, m_ref * n_out),
+            path ? 1e-2 : 1e-5);
+        free(yh);
+    }
+    mold_cuda_matmul_set_f32_bf16_min_m(0);
+    free(xh); free(bh); free(yr);
+    G->i->free(G, xg); G->i->free(G, bg); G->i->free(G, yg);
+    C->i->free(C, xc); C->i->free(C, bc); C->i->free(C, yc);
+    wboth_free(&w);
+}
+
+/* ---- fused MLP ---- */
+
+typedef struct mlp_ctx {
+    float *y, *x, *h, *b1, *b2;
+    int64_t m, f;
+    mold_weight *w1, *w2;
+    int fused;
+} mlp_ctx;
+
+static void mlp_run(void *p) {
+    mlp_ctx *c = p;
+    if (c->fused) {
+        die(G->i->mlp_gelu(G, c->y, c->x, c->m, c->w1, c->b1, c->w2, c->b2, c->h), "mlp_gelu");
+        return;
+    }
+    die(G->i->matmul(G, c->h, c->x, c->m, c->w1, c->b1), "fc1");
+    die(G->i->gelu_tanh(G, c->h, c->h, c->m * c->f), "gelu");
+    die(G->i->matmul(G, c->y, c->h, c->m, c->w2, c->b2), "fc2");
+}
+
+/* The DiT MLP D -> F -> D on m rows, bf16 weights: the three plain ops and
+ * the fused op, timed; CPU reference (composition) for 64 rows. */
+static void check_mlp(int64_t m, int64_t d, int64_t f) {
+    wboth w1, w2;
+    wboth_make(&w1, MOLD_BF16, f, d, 1, NULL);
+    wboth_make(&w2, MOLD_BF16, d, f, 1, NULL);
+    const int64_t m_ref = 64;
+    float *xh = host_rand(m * d), *b1h = host_rand(f), *b2h = host_rand(d);
+    mlp_ctx g = {G->i->alloc(G, (size_t)m * d * 4), dev_upload(G, xh, m * d),
+                 G->i->alloc(G, (size_t)m * f * 4), dev_upload(G, b1h, f), dev_upload(G, b2h, d),
+                 m, f, &w1.wg, &w2.wg, 0};
+    float *xc = dev_upload(C, xh, m_ref * d), *hc = C->i->alloc(C, (size_t)m_ref * f * 4);
+    float *b1c = dev_upload(C, b1h, f), *b2c = dev_upload(C, b2h, d);
+    float *yc = C->i->alloc(C, (size_t)m_ref * d * 4);
+    die(C->i->matmul(C, hc, xc, m_ref, &w1.wc, b1c), "cpu fc1");
+    die(C->i->gelu_tanh(C, hc, hc, m_ref * f), "cpu gelu");
+    die(C->i->matmul(C, yc, hc, m_ref, &w2.wc, b2c), "cpu fc2");
+    float *yr = dev_download(C, yc, m_ref * d);
+    for (int fused = 0; fused < 2; fused++) {
+        g.fused = fused;
+        double ms = time_ms(mlp_run, &g, 5);
+        float *yh = dev_download(G, g.y, m_ref * d);
+        char shape[64], rate[32];
+        snprintf(shape, sizeof shape, "%lld x %lld->%lld->%lld bf16 [%s]", (long long)m,
+                 (long long)d, (long long)f, (long long)d, fused ? "fused" : "3 ops");
+        snprintf(rate, sizeof rate, "%.0f TFLOP/s", 4.0 * m * d * f / (ms * 1e-3) / 1e12);
+        row("mlp_gelu", shape, ms, rate, rel_err(yh, yr, m_ref * d), 1e-2);
+        free(yh);
+    }
+    free(xh); free(b1h); free(b2h); free(yr);
+    G->i->free(G, g.y); G->i->free(G, g.x); G->i->free(G, g.h); G->i->free(G, g.b1);
+    G->i->free(G, g.b2);
+    C->i->free(C, xc); C->i->free(C, hc); C->i->free(C, b1c); C->i->free(C, b2c);
+    C->i->free(C, yc);
+    wboth_free(&w1);
+    wboth_free(&w2);
 }
 
 /* ---- attention ---- */
@@ -344,6 +440,15 @@ static void ew_op(mold_backend *be, ew_ctx *c) {
     case 2: die(be->i->gated_add(be, c->y, c->b, c->a, c->rows, c->dim), "gated_add"); break;
     case 3: die(be->i->rms_norm(be, c->y, c->a, c->b, c->rows, c->dim, 1e-6f), "rms"); break;
     case 4: die(be->i->rope(be, c->y, c->rows, 24, 128, c->b, c->c, MOLD_ROPE_INTERLEAVED), "rope"); break;
+    case 5: /* per-head QK norm then RoPE: fused where the backend has it */
+        if (be->i->rms_norm_rope) {
+            die(be->i->rms_norm_rope(be, c->y, c->a, c->b, c->rows, 24, 128, 1e-6f, c->b, c->c,
+                                     MOLD_ROPE_INTERLEAVED), "rms_norm_rope");
+        } else {
+            die(be->i->rms_norm(be, c->y, c->a, c->b, c->rows * 24, 128, 1e-6f), "rms");
+            die(be->i->rope(be, c->y, c->rows, 24, 128, c->b, c->c, MOLD_ROPE_INTERLEAVED), "rope");
+        }
+        break;
     default: break;
     }
 }
@@ -351,7 +456,7 @@ static void ew_op(mold_backend *be, ew_ctx *c) {
 static void ew_run(void *p) { ew_op(G, p); }
 
 static void check_ew(int kind, const char *name, int64_t rows, int64_t dim, double bytes_per_el) {
-    int64_t n = rows * dim, nv = kind == 4 ? rows * 64 : dim;
+    int64_t n = rows * dim, nv = kind >= 4 ? rows * 64 : dim; /* rope: [rows, 64] tables */
     float *ah = host_rand(n), *yh0 = host_rand(n), *bh = host_rand(nv), *ch = host_rand(nv);
     ew_ctx g = {kind, dev_upload(G, yh0, n), dev_upload(G, ah, n), dev_upload(G, bh, nv),
                 dev_upload(G, ch, nv), rows, dim};
@@ -548,12 +653,15 @@ static void vae_rows(void) {
 
 int main(int argc, char **argv) {
     /* --quick: a smaller upload figure; --fast: only the attention and conv
-     * rows (default kernels and their predecessors), for a short lease */
-    int quick = 0, fast = 0, vae = 0;
+     * rows (default kernels and their predecessors), for a short lease;
+     * --vae: the VAE rows; --fuse: the fused MLP and QK norm + RoPE against
+     * the plain ops, and f32-weight matmuls on both paths across m */
+    int quick = 0, fast = 0, vae = 0, fuse = 0;
     for (int i = 1; i < argc; i++) {
         quick |= strcmp(argv[i], "--quick") == 0;
         fast |= strcmp(argv[i], "--fast") == 0;
         vae |= strcmp(argv[i], "--vae") == 0;
+        fuse |= strcmp(argv[i], "--fuse") == 0;
     }
     mold_status st = mold_backend_cuda_create(0, &G);
     if (st != MOLD_OK) {
@@ -567,8 +675,19 @@ int main(int argc, char **argv) {
     printf("|------------------------|------------------------------------|-----------|"
            "----------------------|-----------|---------|------|\n");
 
-    if (vae) {
-        vae_rows();
+    if (fuse) {
+        check_mlp(2 * S_IMG, D, F); /* the DiT's image MLP at CFG batch 2 */
+        check_ew(3, "rms_norm (per head)", S_IMG * 24, 128, 8);
+        check_ew(4, "rope (24 heads)", S_IMG, 24 * 128, 8);
+        check_ew(5, "rms_norm_rope (24x128)", S_IMG, 24 * 128, 8);
+        const int64_t ms_[] = {2, 64, 128, 256, 1024, 2 * S_IMG};
+        for (int i = 0; i < 6; i++) check_matmul_f32(ms_[i], D, D);
+        check_matmul_f32(2 * S_IMG, 64, D); /* img_in */
+        check_matmul_f32(2 * S_IMG, D, 64); /* proj_out */
+        check_matmul_f32(166 * 166, 384, 384); /* VAE mid attention at 1328^2 */
+    }
+    if (vae) vae_rows();
+    if (fuse || vae) {
         G->i->destroy(G);
         C->i->destroy(C);
         printf("cuda_check: %s\n", g_failed ? "FAILED" : "all comparisons within tolerance");

@@ -7,7 +7,8 @@
  * with its 6 tokens against `output_sample1_unpadded` and against output[1],
  * and that the forward allocates exactly mold_dit_workspace_bytes() (the CPU
  * backend's alloc/free are wrapped to track the high-water mark) and nothing
- * on later calls. Prints the CPU time per forward.
+ * on later calls. Prints the CPU time per forward. The backend's optional
+ * fused ops against the plain ops they replace (test_fused_ops).
  */
 #include "testutil.h"
 
@@ -434,6 +435,90 @@ static void test_gguf(void **state) {
     run_gguf("qwen-image-hd128", "gguf-hd128/transformer-mixed-k.gguf", 2e-1);
 }
 
+/* ---- fused ops (optional in ops.h) against the plain ops ----
+ * Three forwards of a transformer case: with the fused ops switched off
+ * (the model composes the plain ops), with test versions that compose the
+ * same plain ops (they must agree exactly and be called as often as the
+ * model has places for them: the model hands them what the composition
+ * uses), and with the backend's own table (CPU: no fused ops; CUDA: the bf16
+ * hidden MLP and the one-pass QK norm + RoPE, within TOL of the plain ops). */
+
+static const mold_backend_i *g_plain;
+static int g_n_mlp;
+
+static mold_status tc_mlp_gelu(mold_backend *be, float *y, const float *x, int64_t m,
+                               const mold_weight *w1, const float *b1, const mold_weight *w2,
+                               const float *b2, float *tmp) {
+    g_n_mlp++;
+    MOLD_TRY(g_plain->matmul(be, tmp, x, m, w1, b1));
+    MOLD_TRY(g_plain->gelu_tanh(be, tmp, tmp, m * w1->n_out));
+    return g_plain->matmul(be, y, tmp, m, w2, b2);
+}
+
+static int g_n_norm_rope;
+
+static mold_status tc_rms_norm_rope(mold_backend *be, float *y, const float *x,
+                                    const float *gamma, int64_t n_tok, int64_t n_head,
+                                    int64_t head_dim, float eps, const float *cos_t,
+                                    const float *sin_t, mold_rope_mode mode) {
+    g_n_norm_rope++;
+    MOLD_TRY(g_plain->rms_norm(be, y, x, gamma, n_tok * n_head, head_dim, eps));
+    return g_plain->rope(be, y, n_tok, n_head, head_dim, cos_t, sin_t, mode);
+}
+
+static void run_fused(const char *fixture) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/model/transformer/config.json", fixture);
+    mold_dit_config cfg;
+    tu_ok(mold_dit_config_load(tu_fixture(path), &cfg), "config");
+    snprintf(path, sizeof path, "%s/model/transformer", fixture);
+    mold_safetensors *wst, *cst;
+    tu_ok(mold_safetensors_open(tu_fixture(path), &wst), "weights");
+    snprintf(path, sizeof path, "%s/cases/transformer.safetensors", fixture);
+    tu_ok(mold_safetensors_open(tu_fixture(path), &cst), "case");
+    mold_backend *be;
+    tu_backend_create(0, &be);
+    const mold_backend_i *own = be->i;
+    mold_backend_i off = *own, tc = *own;
+    off.mlp_gelu = NULL;
+    off.rms_norm_rope = NULL;
+    tc.mlp_gelu = tc_mlp_gelu;
+    tc.rms_norm_rope = tc_rms_norm_rope;
+    g_plain = &off;
+    const size_t n = 2 * 24 * 64;
+    float *plain = malloc(n * sizeof(float)), *comp = malloc(n * sizeof(float)),
+          *fused = malloc(n * sizeof(float));
+    mold_tensor_source src = mold_source_safetensors(wst);
+    be->i = &off;
+    case_forward(be, &cfg, &src, cst, plain);
+    be->i = &tc;
+    g_n_mlp = g_n_norm_rope = 0;
+    case_forward(be, &cfg, &src, cst, comp);
+    be->i = own;
+    case_forward(be, &cfg, &src, cst, fused);
+    printf("  %s: mlp_gelu called %d times (2 streams x %d blocks)\n", fixture, g_n_mlp,
+           cfg.num_layers);
+    printf("  %s: rms_norm_rope called %d times (q, k x 2 streams x 2 samples x %d blocks)\n",
+           fixture, g_n_norm_rope, cfg.num_layers);
+    assert_int_equal(g_n_mlp, 2 * cfg.num_layers);
+    assert_int_equal(g_n_norm_rope, 8 * cfg.num_layers);
+    char what[160];
+    snprintf(what, sizeof what, "%s composed fused ops vs plain ops", fixture);
+    tu_check_close(what, comp, plain, n, tu_tol(0.0, 1e-6));
+    snprintf(what, sizeof what, "%s %s fused ops vs plain ops", fixture, own->name);
+    tu_check_close(what, fused, plain, n, TOL);
+    free(plain); free(comp); free(fused);
+    mold_backend_free(be);
+    mold_safetensors_close(wst);
+    mold_safetensors_close(cst);
+}
+
+static void test_fused_ops(void **state) {
+    (void)state;
+    run_fused("qwen-image-tiny");
+    run_fused("qwen-image-hd128");
+}
+
 int main(void) {
     TOL = tu_tol(1e-4, 1e-2);
     printf("backend %s: tolerance %.0e\n", tu_backend_is_cuda() ? "cuda" : "cpu", TOL);
@@ -442,6 +527,7 @@ int main(void) {
         cmocka_unit_test(test_hd128),
         cmocka_unit_test(test_hd128_pipeline_steps),
         cmocka_unit_test(test_gguf),
+        cmocka_unit_test(test_fused_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,10 @@
  *
  * Tolerances (relative L2 error vs CPU):
  *   - ops whose inputs CUDA rounds to bf16 (matmul with bf16/f16/ggml
- *     weights, conv2d, attention): 1e-2 (bf16 has 8 significant bits, so a
+ *     weights, the fused MLP, conv2d, attention): 1e-2 (bf16 has 8 significant bits, so a
  *     K-term dot product lands near 2^-9 / sqrt-averaged, ~3e-3);
- *   - f32 paths (f32-weight matmul, norms, rope, elementwise, embed): 1e-5.
+ *   - f32 paths (f32-weight matmul below 128 rows, norms, rope, elementwise,
+ *     embed): 1e-5; f32 weights from 128 rows take the bf16 GEMM: 1e-2.
  */
 #include <math.h>
 #include <stdio.h>
@@ -41,6 +42,10 @@ void mold_cuda_attention_set_variant(int v);
 void mold_cuda_conv_set_variant(int v);
 /* cuda_backend.cu: piece size of bf16-held uploads (0 = default). */
 void mold_cuda_set_hold_piece_bytes(size_t bytes);
+/* matmul.cu: rows from which f32 weights take the bf16 GEMM (<= 0: default). */
+void mold_cuda_matmul_set_f32_bf16_min_m(int64_t m);
+/* matmul.cu: cuBLASLt heuristic queries so far (and those that found none). */
+void mold_cuda_gemm_plan_stats(mold_backend *be, uint64_t *queries, uint64_t *none);
 
 #define TOL_BF16 1e-2
 #define TOL_F32 1e-5
@@ -162,8 +167,8 @@ static void wpair_free(wpair *w) {
 
 /* ---- matmul, embed ---- */
 
-static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int with_bias,
-                         int64_t x_off, double tol) {
+static double check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int with_bias,
+                           int64_t x_off, double tol) {
     wpair w;
     wpair_make(&w, dt, n_out, n_in);
     pair x = pair_rand(m * n_in + x_off), y = pair_rand(m * n_out + 3), b = pair_rand(n_out);
@@ -178,11 +183,12 @@ static void check_matmul(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, 
     snprintf(what, sizeof what, "matmul %s m=%lld %lldx%lld%s off=%lld", mold_dtype_name(dt),
              (long long)m, (long long)n_out, (long long)n_in, with_bias ? " +bias" : "",
              (long long)x_off);
-    compare(what, &y, tol);
+    double rel = compare(what, &y, tol);
     pair_free(&x);
     pair_free(&y);
     pair_free(&b);
     wpair_free(&w);
+    return rel;
 }
 
 static void test_matmul(void **state) {
@@ -193,6 +199,16 @@ static void test_matmul(void **state) {
     check_matmul(MOLD_F16, 45, 256, 136, 1, 0, TOL_BF16);
     check_matmul(MOLD_F32, 45, 100, 36, 1, 0, TOL_F32);   /* exact f32 GEMM */
     check_matmul(MOLD_F32, 7, 100, 36, 0, 1, TOL_F32);
+    /* f32 weights from CUDA_F32_BF16_MIN_M (128) rows: the bf16 GEMM */
+    check_matmul(MOLD_F32, 127, 100, 36, 1, 0, TOL_F32);
+    double rel = check_matmul(MOLD_F32, 128, 100, 36, 1, 0, TOL_BF16);
+    check_matmul(MOLD_F32, 1001, 384, 384, 1, 3, TOL_BF16); /* the VAE attention's shape */
+    mold_cuda_matmul_set_f32_bf16_min_m(INT64_MAX);       /* the same case, kept exact */
+    double rel_exact = check_matmul(MOLD_F32, 128, 100, 36, 1, 0, TOL_F32);
+    mold_cuda_matmul_set_f32_bf16_min_m(0);
+    printf("  f32 weights at m=128: rel %.2e on the bf16 path, %.2e kept exact\n", rel,
+           rel_exact);
+    assert_true(rel > 1e-4); /* the bf16 path was taken: its rounding shows */
 }
 
 /* The few-row path (matmul_small.cu: m <= 64, k % 32 == 0): every 16-row
@@ -221,6 +237,94 @@ static void test_matmul_quant(void **state) {
                             MOLD_Q2_K, MOLD_Q3_K, MOLD_Q4_K, MOLD_Q5_K, MOLD_Q6_K};
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
         check_matmul(q[i], 37, 512, 72, i % 2 == 0, 0, TOL_BF16);
+}
+
+/* ---- fused MLP ---- */
+
+/* mlp_gelu on CUDA against the CPU composition (matmul, gelu_tanh, matmul).
+ * x is scaled by 1/sqrt(n_in) so the pre-activations land where GELU
+ * bends. alias: y is x (n_out == n_in). */
+static void check_mlp(mold_dtype dt1, mold_dtype dt2, int64_t m, int64_t n_in, int64_t f,
+                      int64_t n_out, int with_bias, int64_t x_off, int alias, double tol) {
+    wpair w1, w2;
+    wpair_make(&w1, dt1, f, n_in);
+    wpair_make(&w2, dt2, n_out, f);
+    float *xh = rnd(m * n_in + x_off);
+    for (int64_t i = 0; i < m * n_in + x_off; i++) xh[i] /= sqrtf((float)n_in);
+    pair x = pair_make(xh, m * n_in + x_off), y = pair_rand(m * n_out), h = pair_rand(m * f);
+    pair b1 = pair_rand(f), b2 = pair_rand(n_out);
+    free(xh);
+    const float *b1c = with_bias ? b1.cpu : NULL, *b2c = with_bias ? b2.cpu : NULL;
+    const float *b1g = with_bias ? b1.gpu : NULL, *b2g = with_bias ? b2.gpu : NULL;
+    float *yc = alias ? x.cpu + x_off : y.cpu, *yg = alias ? x.gpu + x_off : y.gpu;
+    if (!alias) poison(&y);
+    tu_ok(g_cpu->i->matmul(g_cpu, h.cpu, x.cpu + x_off, m, &w1.wc, b1c), "cpu fc1");
+    tu_ok(g_cpu->i->gelu_tanh(g_cpu, h.cpu, h.cpu, m * f), "cpu gelu");
+    tu_ok(g_cpu->i->matmul(g_cpu, yc, h.cpu, m, &w2.wc, b2c), "cpu fc2");
+    tu_ok(g_cuda->i->mlp_gelu(g_cuda, yg, x.gpu + x_off, m, &w1.wg, b1g, &w2.wg, b2g, h.gpu),
+          "cuda mlp_gelu");
+    char what[128];
+    snprintf(what, sizeof what, "mlp_gelu %s/%s m=%lld %lld->%lld->%lld%s off=%lld%s",
+             mold_dtype_name(dt1), mold_dtype_name(dt2), (long long)m, (long long)n_in,
+             (long long)f, (long long)n_out, with_bias ? " +bias" : "", (long long)x_off,
+             alias ? " y=x" : "");
+    if (alias) { /* compare the y rows inside x (the offset head is equal on both) */
+        float *a = malloc((size_t)(m * n_out) * 4), *b = malloc((size_t)(m * n_out) * 4);
+        assert_non_null(a);
+        assert_non_null(b);
+        tu_ok(g_cuda->i->download(g_cuda, a, yg, (size_t)(m * n_out) * 4), "dl");
+        tu_ok(g_cpu->i->download(g_cpu, b, yc, (size_t)(m * n_out) * 4), "dl");
+        tu_check_close(what, a, b, (size_t)(m * n_out), tol);
+        free(a);
+        free(b);
+    } else {
+        compare(what, &y, tol);
+    }
+    pair_free(&x); pair_free(&y); pair_free(&h); pair_free(&b1); pair_free(&b2);
+    wpair_free(&w1);
+    wpair_free(&w2);
+}
+
+static void test_mlp_gelu(void **state) {
+    (void)state;
+    /* dt1, dt2, m, n_in, F, n_out, bias, x_off, alias */
+    check_mlp(MOLD_BF16, MOLD_BF16, 67, 96, 384, 96, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_BF16, MOLD_BF16, 33, 96, 384, 96, 0, 5, 0, TOL_BF16); /* unaligned x */
+    check_mlp(MOLD_BF16, MOLD_BF16, 33, 40, 164, 40, 1, 0, 0, TOL_BF16); /* F % 8: scalar GELU */
+    check_mlp(MOLD_BF16, MOLD_BF16, 45, 96, 384, 96, 1, 3, 1, TOL_BF16); /* y aliases x */
+    check_mlp(MOLD_BF16, MOLD_BF16, 1, 64, 256, 48, 1, 0, 0, TOL_BF16);  /* one row */
+    check_mlp(MOLD_BF16, MOLD_BF16, 50, 512, 128, 64, 1, 0, 0, TOL_BF16); /* x beside tmp: no */
+    check_mlp(MOLD_F16, MOLD_BF16, 19, 64, 256, 64, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_Q4_0, MOLD_Q4_1, 45, 256, 1024, 256, 1, 0, 0, TOL_BF16); /* the q4_0 DiT */
+    check_mlp(MOLD_Q4_K, MOLD_Q6_K, 21, 256, 512, 256, 1, 0, 0, TOL_BF16);
+    check_mlp(MOLD_F32, MOLD_F32, 45, 100, 400, 36, 1, 0, 0, TOL_F32); /* small m: exact */
+    check_mlp(MOLD_F32, MOLD_F32, 300, 100, 400, 36, 1, 0, 0, TOL_BF16); /* 128+: bf16 */
+    check_mlp(MOLD_BF16, MOLD_F32, 45, 64, 256, 64, 1, 0, 0, TOL_BF16);  /* mixed: composed */
+    check_mlp(MOLD_BF16, MOLD_BF16, 2053, 1024, 4096, 1024, 1, 0, 0, TOL_BF16); /* large */
+    /* a shape seen before asks cuBLASLt nothing (each query costs up to
+     * milliseconds; one that finds no algorithm is remembered too) */
+    uint64_t q0, n0, q1, n1;
+    check_mlp(MOLD_BF16, MOLD_BF16, 67, 96, 384, 96, 1, 0, 0, TOL_BF16);
+    mold_cuda_gemm_plan_stats(g_cuda, &q0, &n0);
+    check_mlp(MOLD_BF16, MOLD_BF16, 67, 96, 384, 96, 1, 0, 0, TOL_BF16);
+    mold_cuda_gemm_plan_stats(g_cuda, &q1, &n1);
+    printf("  heuristic queries: %llu so far (%llu found nothing), %llu for a repeated shape\n",
+           (unsigned long long)q1, (unsigned long long)n1, (unsigned long long)(q1 - q0));
+    assert_true(q1 == q0);
+    /* errors: W2's n_in must be W1's n_out; tmp is required */
+    wpair a, b, c;
+    wpair_make(&a, MOLD_BF16, 64, 32); /* 32 -> 64 */
+    wpair_make(&b, MOLD_BF16, 32, 48); /* 48 -> 32: does not follow a */
+    wpair_make(&c, MOLD_BF16, 32, 64); /* 64 -> 32: follows a */
+    float *p = g_cuda->i->alloc(g_cuda, 64 * 64 * 4);
+    tu_expect_error(g_cuda->i->mlp_gelu(g_cuda, p, p, 2, &a.wg, NULL, &b.wg, NULL, p),
+                    MOLD_E_INVALID, "n_in", "mlp_gelu with mismatched weights");
+    tu_expect_error(g_cuda->i->mlp_gelu(g_cuda, p, p, 2, &a.wg, NULL, &c.wg, NULL, NULL),
+                    MOLD_E_INVALID, "tmp", "mlp_gelu without tmp");
+    g_cuda->i->free(g_cuda, p);
+    wpair_free(&a);
+    wpair_free(&b);
+    wpair_free(&c);
 }
 
 static void test_embed(void **state) {
@@ -428,6 +532,54 @@ static void test_rope(void **state) {
         pair_free(&x);
     }
     pair_free(&cs); pair_free(&sn);
+}
+
+/* rms_norm_rope on CUDA against the CPU composition (rms_norm, then rope in
+ * place), from an x offset by x_off floats; in_place: y is x. */
+static void check_norm_rope(int64_t n_tok, int64_t n_head, int64_t d, mold_rope_mode mode,
+                            int with_g, int64_t x_off, int in_place) {
+    const int64_t n = n_tok * n_head * d;
+    pair cs = pair_rand(n_tok * d / 2), sn = pair_rand(n_tok * d / 2), g = pair_rand(d);
+    pair x = pair_rand(n + x_off), y = pair_rand(n + x_off);
+    const float *gc = with_g ? g.cpu : NULL, *gg = with_g ? g.gpu : NULL;
+    pair *out = in_place ? &x : &y;
+    if (!in_place) poison(&y);
+    tu_ok(g_cpu->i->rms_norm(g_cpu, out->cpu + x_off, x.cpu + x_off, gc, n_tok * n_head, d, 1e-6f),
+          "cpu rms_norm");
+    tu_ok(g_cpu->i->rope(g_cpu, out->cpu + x_off, n_tok, n_head, d, cs.cpu, sn.cpu, mode),
+          "cpu rope");
+    tu_ok(g_cuda->i->rms_norm_rope(g_cuda, out->gpu + x_off, x.gpu + x_off, gg, n_tok, n_head, d,
+                                   1e-6f, cs.gpu, sn.gpu, mode),
+          "cuda rms_norm_rope");
+    if (!in_place) { /* the x_off head of y: equal on both sides */
+        tu_ok(g_cpu->i->copy(g_cpu, y.cpu, x.cpu, (size_t)x_off * 4), "head");
+        tu_ok(g_cuda->i->copy(g_cuda, y.gpu, x.gpu, (size_t)x_off * 4), "head");
+    }
+    char what[112];
+    snprintf(what, sizeof what, "rms_norm_rope %s %lldx%lldx%lld gamma=%d off=%lld%s",
+             mode ? "half" : "interleaved", (long long)n_tok, (long long)n_head, (long long)d,
+             with_g, (long long)x_off, in_place ? " in place" : "");
+    compare(what, out, TOL_F32);
+    pair_free(&cs); pair_free(&sn); pair_free(&g); pair_free(&x); pair_free(&y);
+}
+
+static void test_rms_norm_rope(void **state) {
+    (void)state;
+    /* n_tok, n_head, head_dim, mode, gamma, x_off, in place */
+    check_norm_rope(45, 3, 64, MOLD_ROPE_INTERLEAVED, 1, 0, 0);
+    check_norm_rope(45, 3, 64, MOLD_ROPE_HALF, 1, 0, 0);
+    check_norm_rope(13, 24, 128, MOLD_ROPE_INTERLEAVED, 1, 0, 1); /* the DiT's text rows */
+    check_norm_rope(7, 5, 34, MOLD_ROPE_INTERLEAVED, 0, 1, 0);    /* 17 pairs, unaligned */
+    check_norm_rope(9, 2, 160, MOLD_ROPE_HALF, 1, 3, 1);          /* 80 pairs: 3 per lane */
+    check_norm_rope(20, 3, 128, MOLD_ROPE_INTERLEAVED, 0, 0, 0);   /* 128: float4 kernel */
+    check_norm_rope(20, 3, 128, MOLD_ROPE_INTERLEAVED, 1, 2, 0);   /* 8-byte aligned: generic */
+    check_norm_rope(20, 3, 128, MOLD_ROPE_HALF, 1, 0, 0);          /* half pairs: generic */
+    check_norm_rope(6889, 24, 128, MOLD_ROPE_INTERLEAVED, 1, 0, 0); /* 1328^2 image rows */
+    float *p = g_cuda->i->alloc(g_cuda, 4096);
+    tu_expect_error(g_cuda->i->rms_norm_rope(g_cuda, p, p, NULL, 2, 2, 15, 1e-6f, p, p,
+                                             MOLD_ROPE_INTERLEAVED),
+                    MOLD_E_INVALID, "even head_dim", "rms_norm_rope with an odd head_dim");
+    g_cuda->i->free(g_cuda, p);
 }
 
 /* ---- attention ---- */
@@ -858,12 +1010,14 @@ int main(void) {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_quant),
         cmocka_unit_test(test_matmul_small),
+        cmocka_unit_test(test_mlp_gelu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),
         cmocka_unit_test(test_upload_f32),
         cmocka_unit_test(test_weight_hold),
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_rms_norm_rope),
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_flash4),
         cmocka_unit_test(test_attention_hopper),

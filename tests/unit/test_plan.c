@@ -382,7 +382,16 @@ static void test_tight(void **state) {
     p = plan_ok("budget = batch-2 denoise - 1", &r, &f, &d, &pol);
     assert_int_equal(p.cfg_batch, 2);
     expect_live(&p, MOLD_COMP_VAE, "--V");
-    /* without room for the VAE's 48 MiB either: two forwards of one */
+    /* without room for the VAE's 48 MiB either: two forwards of one. The
+     * encode's scratch (the q8_0 text encoder's dequantized weight) is
+     * larger than the denoise stage's own and stays allocated, so the least
+     * batch 2 can need is with the text encoder on the host: den2 less the
+     * difference (the denoise stage alone: prompts cached) */
+    mold_plan_request rc = r;
+    rc.n_encode = 0;
+    mold_plan b2c = plan_ok("ref batch 2, prompts cached", &rc, &f, &big, &pol);
+    assert_true(b2c.scratch[MOLD_STAGE_DENOISE] <= b2.scratch[MOLD_STAGE_DENOISE]);
+    den2 -= b2.scratch[MOLD_STAGE_DENOISE] - b2c.scratch[MOLD_STAGE_DENOISE];
     d = card_with_budget(den2 - vae_w - 1);
     p = plan_ok("budget = batch-2 denoise - vae - 1", &r, &f, &d, &pol);
     assert_int_equal(p.cfg_batch, 1);
@@ -394,7 +403,12 @@ static void test_tight(void **state) {
     p = plan_ok("budget = batch-1 denoise", &r, &f, &d, &pol);
     assert_int_equal(p.cfg_batch, 1);
     assert_int_equal(p.peak[MOLD_STAGE_DENOISE], den1);
-    /* ... without the VAE weights during denoise it goes lower still */
+    /* ... without the VAE weights during denoise (and, as above, without
+     * the encode's larger scratch) it goes lower still */
+    mold_plan_request r1c = r1;
+    r1c.n_encode = 0;
+    mold_plan b1c = plan_ok("ref batch 1, prompts cached", &r1c, &f, &big, &pol);
+    den1 -= b1.scratch[MOLD_STAGE_DENOISE] - b1c.scratch[MOLD_STAGE_DENOISE];
     d = card_with_budget(den1 - vae_w);
     p = plan_ok("budget = batch-1 denoise - vae", &r, &f, &d, &pol);
     expect_live(&p, MOLD_COMP_VAE, "--V");
@@ -681,6 +695,67 @@ static void test_hold_bf16(void **state) {
     for (int i = 0; i < MOLD_COMP_COUNT; i++) assert_int_equal(p.comp[i].hold, MOLD_HOLD_STORED);
 }
 
+/* ---- the CUDA backend's scratch in the denoise stage ----
+ * Prompts cached (no encode), so the denoise stage's scratch is its own
+ * largest request plus the backend's 1/8 growth. The requests, as the CUDA
+ * backend makes them for the real config (D 3072, F 12288, 24 heads of 128,
+ * 64 packed channels in and out, CFG batch 2):
+ *   fused MLP (mlp.cu): bf16 hidden and x in the model's f32 [rows, F]
+ *     buffer; scratch only for a bf16 copy of a block weight, F*D*2;
+ *   matmul (matmul.cu): bf16 x, m*k*2, plus the weight for blocks;
+ *   attention: bf16 q, k, v of one sample, S*D*2 + 2 * S'*D*2 (S' = S up to
+ *     a multiple of 64: the Hopper kernel's padded K and V^T).
+ * Before the fused MLP, fc2's bf16 input [2N, F] made the largest request
+ * (2N*F*2 = 339 MB at 1328^2: 381 MB grown). */
+static uint64_t a256(uint64_t b) { return (b + 255) & ~(uint64_t)255; }
+static uint64_t grown(uint64_t b) { return a256(b + b / 8); }
+
+static uint64_t denoise_scratch(mold_dtype dit, int side) {
+    mold_plan_policy pol = mold_plan_policy_default();
+    /* an f32 transformer (81.8 GB) needs a bigger card than 80 GB */
+    mold_device_snapshot d = dit == MOLD_F32 ? cuda_card(190, 189) : cuda_card(79.1, 78.5);
+    mold_model_facts f = real_facts(dit, MOLD_BF16);
+    mold_plan_request r = req(side, side, true);
+    r.n_encode = 0;
+    char what[80];
+    snprintf(what, sizeof what, "80G dit %s %dx%d, prompts cached", mold_dtype_name(dit), side,
+             side);
+    mold_plan p = plan_ok(what, &r, &f, &d, &pol);
+    assert_int_equal(p.cfg_batch, 2);
+    assert_int_equal(p.scratch[MOLD_STAGE_ENCODE], 0);
+    return p.scratch[MOLD_STAGE_DENOISE];
+}
+
+static void test_cuda_scratch(void **state) {
+    (void)state;
+    const uint64_t D = 3072, F = 4 * D, L = 77;
+    for (int i = 0; i < 2; i++) {
+        const int side = i ? 512 : 1328;
+        const uint64_t N = (uint64_t)(side / 16) * (side / 16), S = N + L;
+        const uint64_t Sp = (S + 63) / 64 * 64; /* K, V^T padded to 64 keys */
+        const uint64_t attn = a256(S * D * 2) + 2 * a256(Sp * D * 2);
+        const uint64_t mod_q = a256(2 * D * 2) + a256(6 * D * D * 2); /* [2, D] x [6D, D] */
+        const uint64_t mlp_q = a256(F * D * 2), proj_out = a256(2 * N * D * 2);
+        const uint64_t old_mlp = a256(2 * N * F * 2); /* fc2's bf16 input before fusing */
+        uint64_t bf16 = denoise_scratch(MOLD_BF16, side), q4 = denoise_scratch(MOLD_Q4_0, side);
+        printf("  %d^2: bf16 %.1f MB (attention %.1f, proj_out %.1f), q4_0 %.1f MB "
+               "(modulation %.1f, mlp %.1f); unfused MLP %.1f MB\n", side, bf16 / 1e6, attn / 1e6,
+               proj_out / 1e6, q4 / 1e6, mod_q / 1e6, mlp_q / 1e6, grown(old_mlp) / 1e6);
+        assert_int_equal(bf16, grown(attn > proj_out ? attn : proj_out));
+        uint64_t want_q = attn > mod_q ? attn : mod_q;
+        assert_int_equal(q4, grown(want_q > mlp_q ? want_q : mlp_q));
+    }
+    /* f32 weights: exact f32 GEMMs (no scratch) below 128 rows, the bf16 path
+     * from there. At 512^2 the image MLP (2048 rows) rounds its f32 weights
+     * into one bf16 copy, F*D*2, larger than everything else (the attention's
+     * 21 MB, proj_out's bf16 x + W 13 MB, the text stream's 154-row MLP the
+     * same copy; modulation at 2 rows stays exact) */
+    uint64_t f32 = denoise_scratch(MOLD_F32, 512);
+    printf("  512^2 f32: %.1f MB (fused MLP's bf16 weight copy %.1f MB)\n", f32 / 1e6,
+           a256(F * D * 2) / 1e6);
+    assert_int_equal(f32, grown(a256(F * D * 2)));
+}
+
 /* ---- the JSON line ---- */
 
 static void test_json(void **state) {
@@ -728,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_forced),
         cmocka_unit_test(test_resident),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_cuda_scratch),
         cmocka_unit_test(test_hold_bf16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /*
  * cuda_backend.cu — the CUDA backend's handle: creation, memory, transfers,
  * weights and the op table (ops.h). The ops themselves live in one .cu/.cuh
- * pair per family (matmul, norm, rope, attention, elementwise, conv,
+ * pair per family (matmul, mlp, norm, rope, attention, elementwise, conv,
  * transpose).
  *
  * Ownership: see cuda_common.cuh. alloc() is a plain cudaMalloc (no managed
@@ -31,6 +31,7 @@
 #include "cuda_common.cuh"
 #include "elementwise.cuh"
 #include "matmul.cuh"
+#include "mlp.cuh"
 #include "norm.cuh"
 #include "profile.cuh"
 #include "rope.cuh"
@@ -502,6 +503,8 @@ static const mold_backend_i CUDA_I = {
     be_memory_stats,
     be_set_weight_hold,
     mold_cuda_op_conv3x3_fused,
+    mold_cuda_op_mlp_gelu,
+    mold_cuda_op_rms_norm_rope,
 };
 
 /* ==================================================================== */

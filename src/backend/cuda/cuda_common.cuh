@@ -44,17 +44,22 @@ extern "C" {
 #define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
 /* Pinned staging for uploads: two halves of this many bytes each. */
 #define CUDA_STAGING_BYTES ((size_t)64 << 20)
-/* Cached matmul plans (shape -> cuBLASLt algorithm). */
-#define CUDA_N_PLANS 64
+/* Cached matmul plans (shape -> cuBLASLt algorithm), CUDA_PLAN_WAYS slots per key. */
+#define CUDA_N_PLANS 256
+#define CUDA_PLAN_WAYS 4
+/* cuda_gemm_plan.valid */
+#define PLAN_ALGO 1 /* algo holds cuBLASLt's choice */
+#define PLAN_NONE 2 /* cuBLASLt has no algorithm for this key */
 
 /* A cached cuBLASLt heuristic result for one GEMM shape and type set. */
 typedef struct cuda_gemm_plan {
     int64_t m, n, k, lda, ldb, ldc; /* column-major cuBLAS shape and strides */
     int type_ab;                    /* cudaDataType of A and B */
+    int type_d;                     /* cudaDataType of D (f32, or bf16 for fused MLPs) */
     int trans_a;                    /* A transposed (weights [n_out, n_in]) */
     int has_bias;                   /* bias epilogue */
     int64_t align;                  /* pointer alignments A, B, D (packed) */
-    int valid;
+    int valid;                      /* 0, PLAN_ALGO or PLAN_NONE */
     cublasLtMatmulAlgo_t algo;
 } cuda_gemm_plan;
 
@@ -77,7 +82,9 @@ typedef struct cuda_backend {
     const char *op;
     int n_dims;
     int64_t dims[6];
-    cuda_gemm_plan plans[CUDA_N_PLANS]; /* small direct-mapped plan cache */
+    cuda_gemm_plan plans[CUDA_N_PLANS]; /* small plan cache (matmul.cu) */
+    uint64_t n_heuristic;      /* cuBLASLt heuristic queries so far (profile prints them) */
+    uint64_t n_heuristic_none; /* ... that found no algorithm */
     size_t peak_used;         /* max device bytes in use seen after an alloc */
     mold_dtype hold;          /* set_weight_hold: MOLD_BF16 or MOLD_DTYPE_INVALID */
     struct cuda_profile *prof; /* MOLD_CUDA_PROFILE: per-op device times (profile.cu) */

@@ -8,9 +8,11 @@
  * which is the classic "TN" GEMM, and the bias (one value per n_out) is one
  * value per row of D: cuBLASLt's BIAS epilogue, fused into the GEMM.
  *
- * Plans: cuBLASLt's heuristic query costs tens of microseconds, so the chosen
- * algorithm is cached per (shape, strides, types, alignment) in a small
- * direct-mapped table on the backend (CUDA_N_PLANS entries).
+ * Plans: cuBLASLt's heuristic query costs tens of microseconds to
+ * milliseconds, so the chosen algorithm is cached per (shape, strides, types,
+ * epilogue, alignment) in a small table on the backend (CUDA_N_PLANS entries,
+ * CUDA_PLAN_WAYS per key); so is the answer "no algorithm" (a bias epilogue
+ * cuBLASLt does not offer for a shape is then not asked for again).
  *
  * Alignment: activations may be offsets into larger buffers (ops.h allows
  * pointer arithmetic), so the heuristic is told each pointer's real alignment
@@ -48,24 +50,59 @@ static int align_of(const void *p) {
 
 static uint64_t plan_hash(const cuda_gemm_plan *p) {
     uint64_t h = 1469598103934665603ull;
-    int64_t v[10] = {p->m, p->n, p->k, p->lda, p->ldb, p->ldc, p->type_ab, p->trans_a,
-                     p->has_bias, p->align};
-    for (int i = 0; i < 10; i++) h = (h ^ (uint64_t)v[i]) * 1099511628211ull;
+    int64_t v[11] = {p->m, p->n, p->k, p->lda, p->ldb, p->ldc, p->type_ab, p->type_d,
+                     p->trans_a, p->has_bias, p->align};
+    for (int i = 0; i < 11; i++) h = (h ^ (uint64_t)v[i]) * 1099511628211ull;
     return h;
 }
 
+static bool plan_equal(const cuda_gemm_plan *a, const cuda_gemm_plan *b) {
+    return a->m == b->m && a->n == b->n && a->k == b->k && a->lda == b->lda && a->ldb == b->ldb &&
+           a->ldc == b->ldc && a->type_ab == b->type_ab && a->type_d == b->type_d &&
+           a->trans_a == b->trans_a && a->has_bias == b->has_bias && a->align == b->align;
+}
+
+/* The cached plan for key, or NULL. Entries live in CUDA_PLAN_WAYS
+ * consecutive slots from the key's hash (a forward uses a few dozen GEMM
+ * shapes: direct mapping let two of them evict each other on every call). */
+static cuda_gemm_plan *plan_find(cuda_backend *cb, const cuda_gemm_plan *key) {
+    uint64_t h = plan_hash(key);
+    for (int w = 0; w < CUDA_PLAN_WAYS; w++) {
+        cuda_gemm_plan *p = &cb->plans[(h + (uint64_t)w) % CUDA_N_PLANS];
+        if (p->valid && plan_equal(p, key)) return p;
+    }
+    return NULL;
+}
+
+/* Where a new plan for key goes: a free slot of its ways, else the first. */
+static cuda_gemm_plan *plan_slot(cuda_backend *cb, const cuda_gemm_plan *key) {
+    uint64_t h = plan_hash(key);
+    for (int w = 0; w < CUDA_PLAN_WAYS; w++) {
+        cuda_gemm_plan *p = &cb->plans[(h + (uint64_t)w) % CUDA_N_PLANS];
+        if (!p->valid) return p;
+    }
+    return &cb->plans[h % CUDA_N_PLANS];
+}
+
 /* One GEMM attempt with or without the bias epilogue; *no_algo set when the
- * heuristic finds nothing (the caller then retries without the epilogue). */
+ * heuristic finds nothing (the caller then retries without the epilogue).
+ * D is `dt` (f32, or bf16 for the fused MLP's hidden activation); a bias is
+ * f32 (cuBLASLt's default bias type is D's: a bf16 D gets no bias here). */
 static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, int64_t k,
                            float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
-                           cudaDataType_t ab, float *D, int64_t ldd, const float *bias,
-                           int *no_algo) {
+                           cudaDataType_t ab, void *D, cudaDataType_t dt, int64_t ldd,
+                           const float *bias, int *no_algo) {
     *no_algo = 0;
+    MOLD_ASSERT(!bias || dt == CUDA_R_32F);
     int al_a = align_of(A), al_b = align_of(B), al_d = align_of(D);
     int64_t al_key = (int64_t)al_a << 20 | (int64_t)al_b << 10 | al_d;
-    cuda_gemm_plan key = {m, n, k, lda, ldb, ldd, (int)ab, trans_a, bias != NULL, al_key, 0, {}};
-    uint64_t h = plan_hash(&key);
-    cuda_gemm_plan *slot = &cb->plans[h % CUDA_N_PLANS];
+    cuda_gemm_plan key = {m,      n,       k,       lda,          ldb,    ldd,
+                          (int)ab, (int)dt, trans_a, bias != NULL, al_key, 0, {}};
+    cuda_gemm_plan *slot = plan_find(cb, &key);
+    if (slot && slot->valid == PLAN_NONE) { /* known: no algorithm with this epilogue */
+        *no_algo = 1;
+        return MOLD_OK;
+    }
 
     cublasLtMatmulDesc_t op = NULL;
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
@@ -97,12 +134,9 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
                                           sizeof bias));
     LT(cublasLtMatrixLayoutCreate(&la, ab, trans_a ? k : m, trans_a ? m : k, lda));
     LT(cublasLtMatrixLayoutCreate(&lb, ab, k, n, ldb));
-    LT(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, ldd));
+    LT(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd));
 
-    if (!(slot->valid && slot->m == m && slot->n == n && slot->k == k && slot->lda == lda &&
-          slot->ldb == ldb && slot->ldc == ldd && slot->type_ab == (int)ab &&
-          slot->trans_a == trans_a && slot->has_bias == (bias != NULL) &&
-          slot->align == al_key)) {
+    if (!slot) {
         cublasLtMatmulHeuristicResult_t res;
         int n_res = 0;
         LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -118,12 +152,21 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
                                                 &ud, sizeof ud));
         cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(cb->lt, op, la, lb, ld, ld, pref, 1,
                                                            &res, &n_res);
+        cb->n_heuristic++;
+        slot = plan_slot(cb, &key);
+        *slot = key;
         if (hs != CUBLAS_STATUS_SUCCESS || n_res == 0) {
+            /* remembered: the query is slow (milliseconds) and its answer fixed */
+            slot->valid = PLAN_NONE;
+            cb->n_heuristic_none++;
+            MOLD_LOGI("cuda: cuBLASLt has no algorithm for GEMM %lldx%lldx%lld (types %d/%d, "
+                      "bias %d, alignments %d/%d/%d)%s", (long long)m, (long long)n, (long long)k,
+                      (int)ab, (int)dt, bias != NULL, al_a, al_b, al_d,
+                      bias ? ": the bias is added separately" : "");
             *no_algo = 1;
             goto done;
         }
-        *slot = key;
-        slot->valid = 1;
+        slot->valid = PLAN_ALGO;
         slot->algo = res.algo;
     }
     LT(cublasLtMatmul(cb->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &slot->algo,
@@ -145,10 +188,11 @@ extern "C" mold_status mold_cuda_gemm(cuda_backend *cb, int trans_a, int64_t m, 
     if (m <= 0 || n <= 0) return MOLD_OK;
     MOLD_ASSERT(k > 0);
     int no_algo = 0;
-    MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, alpha, A, lda, B, ldb, ab, D, ldd, bias, &no_algo));
+    MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, alpha, A, lda, B, ldb, ab, D, CUDA_R_32F, ldd, bias,
+                     &no_algo));
     if (no_algo && bias) { /* retry without the epilogue, add the bias separately */
-        MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, alpha, A, lda, B, ldb, ab, D, ldd, NULL,
-                         &no_algo));
+        MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, alpha, A, lda, B, ldb, ab, D, CUDA_R_32F, ldd,
+                         NULL, &no_algo));
         if (!no_algo) {
             bias_add_kernel<<<cuda_blocks(m * n, 256), 256, 0, cb->stream>>>(D, bias, m, n, ldd);
             MOLD_CUDA_LAUNCH_CHECK(cb);
@@ -160,11 +204,79 @@ extern "C" mold_status mold_cuda_gemm(cuda_backend *cb, int trans_a, int64_t m, 
     return MOLD_OK;
 }
 
+extern "C" mold_status mold_cuda_gemm_bf16_out(cuda_backend *cb, int trans_a, int64_t m,
+                                              int64_t n, int64_t k, const void *A, int64_t lda,
+                                              const void *B, int64_t ldb, __nv_bfloat16 *D,
+                                              int64_t ldd) {
+    if (m <= 0 || n <= 0) return MOLD_OK;
+    MOLD_ASSERT(k > 0);
+    int no_algo = 0;
+    MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, 1.0f, A, lda, B, ldb, CUDA_R_16BF, D, CUDA_R_16BF, ldd,
+                     NULL, &no_algo));
+    if (no_algo)
+        return mold_cuda_fail(cb, "cublasLtMatmulAlgoGetHeuristic",
+                              "no algorithm for this bf16-output GEMM", __FILE__, __LINE__,
+                              __func__);
+    return MOLD_OK;
+}
+
 /* ==================================================================== */
 /* ---- op entries ---- */
 /* ==================================================================== */
 
-static mold_status check_weight(const mold_weight *w, const char *what) {
+/* Where a non-bf16 weight is made bf16 for the GEMM: block formats are
+ * dequantized, f32 (the large-m path) is rounded; bf16 is used in place. */
+extern "C" mold_status mold_cuda_weight_bf16(cuda_backend *cb, const mold_weight *w,
+                                             __nv_bfloat16 *region, const void **out) {
+    *out = w->data;
+    if (w->dtype == MOLD_BF16) return MOLD_OK;
+    MOLD_CUDA_CHECK(cb, mold_cuda_dequant_bf16(w->dtype, region, w->data, w->n_out, w->n_in,
+                                               w->row_bytes, cb->stream));
+    *out = region;
+    return MOLD_OK;
+}
+
+/* Test hook: cuBLASLt heuristic queries so far, and how many found nothing. */
+extern "C" void mold_cuda_gemm_plan_stats(mold_backend *be, uint64_t *queries, uint64_t *none) {
+    *queries = cuda_of(be)->n_heuristic;
+    *none = cuda_of(be)->n_heuristic_none;
+}
+
+static int64_t g_f32_bf16_min_m = CUDA_F32_BF16_MIN_M;
+
+/* Test/benchmark hook: the m from which f32 weights take the bf16 path
+ * (<= 0 restores CUDA_F32_BF16_MIN_M; INT64_MAX keeps every f32 GEMM exact). */
+extern "C" void mold_cuda_matmul_set_f32_bf16_min_m(int64_t m) {
+    g_f32_bf16_min_m = m > 0 ? m : CUDA_F32_BF16_MIN_M;
+}
+
+extern "C" bool mold_cuda_matmul_exact(const mold_weight *w, int64_t m) {
+    return w->dtype == MOLD_F32 && m < g_f32_bf16_min_m;
+}
+
+/* The matmul without the op bookkeeping (CUDA_OP / op_done), for ops that
+ * compose it. Scratch: bf16 x, then a bf16 copy of a non-bf16 weight (block
+ * formats; f32 from CUDA_F32_BF16_MIN_M rows); nothing for the exact f32
+ * path. */
+extern "C" mold_status mold_cuda_matmul_run(cuda_backend *cb, float *y, const float *x, int64_t m,
+                                            const mold_weight *w, const float *bias) {
+    int64_t k = w->n_in, n_out = w->n_out;
+    if (mold_cuda_matmul_exact(w, m)) /* f32, small m: exact f32 GEMM on f32 activations */
+        return mold_cuda_gemm(cb, 1, n_out, m, k, 1.0f, w->data, k, x, k, CUDA_R_32F, y, n_out,
+                              bias);
+    size_t xb_bytes = cuda_align256((size_t)m * k * 2);
+    size_t wb_bytes = w->dtype != MOLD_BF16 ? cuda_align256((size_t)n_out * k * 2) : 0;
+    void *scr;
+    MOLD_TRY(mold_cuda_scratch(cb, xb_bytes + wb_bytes, &scr));
+    __nv_bfloat16 *xb = (__nv_bfloat16 *)scr;                      /* (m, k) bf16 */
+    __nv_bfloat16 *wb = (__nv_bfloat16 *)((char *)scr + xb_bytes); /* (n_out, k) bf16 */
+    MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(xb, x, m * k, cb->stream));
+    const void *wdata;
+    MOLD_TRY(mold_cuda_weight_bf16(cb, w, wb, &wdata));
+    return mold_cuda_gemm(cb, 1, n_out, m, k, 1.0f, wdata, k, xb, k, CUDA_R_16BF, y, n_out, bias);
+}
+
+extern "C" mold_status mold_cuda_check_weight(const mold_weight *w, const char *what) {
     if (!w || !w->data)
         return MOLD_ERR(MOLD_E_INVALID, "%s: weight is NULL or has no data", what);
     if (w->n_out <= 0 || w->n_in <= 0)
@@ -179,39 +291,18 @@ static mold_status check_weight(const mold_weight *w, const char *what) {
 extern "C" mold_status mold_cuda_op_matmul(mold_backend *be, float *y, const float *x,
                                            int64_t m, const mold_weight *w, const float *bias) {
     cuda_backend *cb = cuda_of(be);
-    MOLD_TRY(check_weight(w, "matmul"));
+    MOLD_TRY(mold_cuda_check_weight(w, "matmul"));
     if (m < 0) return MOLD_ERR(MOLD_E_INVALID, "matmul: expected m >= 0, got %lld", (long long)m);
     if (m == 0) return MOLD_OK;
     CUDA_OP(cb, "matmul", m, w->n_in, w->n_out);
-    int64_t k = w->n_in, n_out = w->n_out;
-    if (w->dtype == MOLD_F32) { /* small f32 weights: exact f32 GEMM on f32 activations */
-        MOLD_TRY(mold_cuda_gemm(cb, 1, n_out, m, k, 1.0f, w->data, k, x, k, CUDA_R_32F, y, n_out,
-                                bias));
-        return mold_cuda_op_done(cb);
-    }
-    int quant = w->dtype != MOLD_BF16;
-    size_t xb_bytes = cuda_align256((size_t)m * k * 2);
-    size_t wb_bytes = quant ? cuda_align256((size_t)n_out * k * 2) : 0;
-    void *scr;
-    MOLD_TRY(mold_cuda_scratch(cb, xb_bytes + wb_bytes, &scr));
-    __nv_bfloat16 *xb = (__nv_bfloat16 *)scr;                      /* (m, k) bf16 */
-    __nv_bfloat16 *wb = (__nv_bfloat16 *)((char *)scr + xb_bytes); /* (n_out, k) bf16 */
-    MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(xb, x, m * k, cb->stream));
-    const void *wdata = w->data;
-    if (quant) {
-        MOLD_CUDA_CHECK(cb, mold_cuda_dequant_bf16(w->dtype, wb, w->data, n_out, k, w->row_bytes,
-                                                   cb->stream));
-        wdata = wb;
-    }
-    MOLD_TRY(mold_cuda_gemm(cb, 1, n_out, m, k, 1.0f, wdata, k, xb, k, CUDA_R_16BF, y, n_out,
-                            bias));
+    MOLD_TRY(mold_cuda_matmul_run(cb, y, x, m, w, bias));
     return mold_cuda_op_done(cb);
 }
 
 extern "C" mold_status mold_cuda_op_embed(mold_backend *be, float *y, const mold_weight *table,
                                           const int32_t *ids_host, int64_t n) {
     cuda_backend *cb = cuda_of(be);
-    MOLD_TRY(check_weight(table, "embed"));
+    MOLD_TRY(mold_cuda_check_weight(table, "embed"));
     if (n < 0 || (n > 0 && !ids_host))
         return MOLD_ERR(MOLD_E_INVALID, "embed: expected n >= 0 ids, got %lld", (long long)n);
     if (n == 0) return MOLD_OK;

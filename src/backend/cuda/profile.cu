@@ -106,6 +106,8 @@ extern "C" void mold_cuda_profile_finish(cuda_backend *cb) {
                 (long long)e->calls, e->total_ms / (double)e->calls,
                 sum > 0 ? 100.0 * e->total_ms / sum : 0.0, e->op, dims);
     }
+    fprintf(stderr, "cuBLASLt heuristic queries: %llu (%llu found no algorithm)\n",
+            (unsigned long long)cb->n_heuristic, (unsigned long long)cb->n_heuristic_none);
     cudaEventDestroy(p->start);
     cudaEventDestroy(p->end);
     free(p);
