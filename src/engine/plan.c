@@ -120,7 +120,12 @@ static bool f32_exact(mold_dtype w, uint64_t m) {
  * formats and (large m) f32 (f16 weights are bf16 on CUDA). */
 static uint64_t mm_scratch(mold_dtype w, uint64_t m, uint64_t k, uint64_t n_out) {
     if (f32_exact(w, m)) return 0;
-    return a256(m * k * 2) + (w != MOLD_BF16 ? a256(n_out * k * 2) : 0);
+    uint64_t s = a256(m * k * 2) + (w != MOLD_BF16 ? a256(n_out * k * 2) : 0);
+    if (m >= 1 && m <= 64 && k % 32 == 0) { /* matmul_small.cu: + k-split partials */
+        uint64_t splits = min_u64(32, k / 256);
+        s += splits > 1 ? splits * m * n_out * 4 : 0;
+    }
+    return s;
 }
 
 /* mlp_gelu (src/backend/cuda/mlp.cu) on m rows, D -> F -> D: the bf16

@@ -734,7 +734,9 @@ static void test_cuda_scratch(void **state) {
         const uint64_t N = (uint64_t)(side / 16) * (side / 16), S = N + L;
         const uint64_t Sp = (S + 63) / 64 * 64; /* K, V^T padded to 64 keys */
         const uint64_t attn = a256(S * D * 2) + 2 * a256(Sp * D * 2);
-        const uint64_t mod_q = a256(2 * D * 2) + a256(6 * D * D * 2); /* [2, D] x [6D, D] */
+        /* [2, D] x [6D, D] on the few-row path: + its k-split partials
+         * (min(32, D / 256) = 12 splits of [2, 6D] f32) */
+        const uint64_t mod_q = a256(2 * D * 2) + a256(6 * D * D * 2) + 12 * 2 * 6 * D * 4;
         const uint64_t mlp_q = a256(F * D * 2), proj_out = a256(2 * N * D * 2);
         const uint64_t old_mlp = a256(2 * N * F * 2); /* fc2's bf16 input before fusing */
         uint64_t bf16 = denoise_scratch(MOLD_BF16, side), q4 = denoise_scratch(MOLD_Q4_0, side);

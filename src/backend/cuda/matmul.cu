@@ -21,6 +21,7 @@
 #include "matmul.cuh"
 
 #include "convert.cuh"
+#include "matmul_small.cuh"
 
 /* ==================================================================== */
 /* ---- CUDA kernels ---- */
@@ -267,6 +268,17 @@ extern "C" mold_status mold_cuda_matmul_run(cuda_backend *cb, float *y, const fl
     size_t xb_bytes = cuda_align256((size_t)m * k * 2);
     size_t wb_bytes = w->dtype != MOLD_BF16 ? cuda_align256((size_t)n_out * k * 2) : 0;
     void *scr;
+    if (mold_cuda_matmul_small_fits(m, k)) { /* few rows: stream W once over every SM */
+        const size_t sb = mold_cuda_matmul_small_scratch(m, k, n_out, cb->n_sm);
+        MOLD_TRY(mold_cuda_scratch(cb, wb_bytes + sb, &scr));
+        const void *wdata;
+        MOLD_TRY(mold_cuda_weight_bf16(cb, w, (__nv_bfloat16 *)scr, &wdata));
+        const uint64_t row_bytes = wdata == w->data ? w->row_bytes : (uint64_t)k * 2;
+        MOLD_CUDA_CHECK(cb, mold_cuda_matmul_small(y, x, m, wdata, n_out, k, row_bytes, bias,
+                                                   (char *)scr + wb_bytes, cb->n_sm,
+                                                   cb->stream));
+        return MOLD_OK;
+    }
     MOLD_TRY(mold_cuda_scratch(cb, xb_bytes + wb_bytes, &scr));
     __nv_bfloat16 *xb = (__nv_bfloat16 *)scr;                      /* (m, k) bf16 */
     __nv_bfloat16 *wb = (__nv_bfloat16 *)((char *)scr + xb_bytes); /* (n_out, k) bf16 */
