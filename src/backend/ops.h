@@ -234,16 +234,6 @@ typedef struct mold_backend_i {
     mold_status (*rms_norm_rope)(mold_backend *be, float *y, const float *x, const float *gamma,
                                  int64_t n_tok, int64_t n_head, int64_t head_dim, float eps,
                                  const float *cos_t, const float *sin_t, mold_rope_mode mode);
-    /* A linear whose output only feeds a gated residual (the DiT's attention
-     * output projections):  h[m, n_out] += gate[n_out] * (x[m, n_in] W^T + b)
-     * (bias nullable; gate nullable = 1). tmp is backend memory of m * n_out
-     * floats the op may overwrite; h must not overlap x or tmp. CUDA folds the
-     * gate and the residual into the GEMM (alpha per output feature, beta 1),
-     * so the projection is never written out. Absent (the CPU backend):
-     * matmul into tmp, then gated_add. */
-    mold_status (*matmul_gated_add)(mold_backend *be, float *h, const float *x, int64_t m,
-                                    const mold_weight *w, const float *bias, const float *gate,
-                                    float *tmp);
 } mold_backend_i;
 
 /* Every backend instance starts with this header. */

@@ -761,14 +761,7 @@ static mold_status attention_sample(mold_dit *d, const dit_block *bk, const dit_
     const float *kv = s->key_valid ? s->key_valid + b * S : NULL;
     MOLD_TRY(be->i->attention(be, o, q, k, v, S, S, H, H, hd, 1.0f / sqrtf((float)hd), kv,
                               false));
-    /* xi/xt are dead after the projections: they take the output projections
-     * (or serve as the fused op's temporaries) */
-    if (be->i->matmul_gated_add) {
-        MOLD_TRY(be->i->matmul_gated_add(be, ht, o, L, &bk->to_add_out.w, bk->to_add_out.b,
-                                         mt + MOD_GATE1 * D, xt));
-        return be->i->matmul_gated_add(be, hi, o + L * D, N, &bk->to_out.w, bk->to_out.b,
-                                       mi + MOD_GATE1 * D, xi);
-    }
+    /* xi/xt are dead after the projections: they take the output projections */
     MOLD_TRY(linear(d, xt, o, L, &bk->to_add_out));
     MOLD_TRY(linear(d, xi, o + L * D, N, &bk->to_out));
     MOLD_TRY(be->i->gated_add(be, ht, mt + MOD_GATE1 * D, xt, L, D));

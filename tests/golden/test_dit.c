@@ -441,8 +441,7 @@ static void test_gguf(void **state) {
  * same plain ops (they must agree exactly and be called as often as the
  * model has places for them: the model hands them what the composition
  * uses), and with the backend's own table (CPU: no fused ops; CUDA: the bf16
- * hidden MLP, the one-pass QK norm + RoPE and the gated-residual output
- * projections, within TOL of the plain ops). */
+ * hidden MLP and the one-pass QK norm + RoPE, within TOL of the plain ops). */
 
 static const mold_backend_i *g_plain;
 static int g_n_mlp;
@@ -467,16 +466,6 @@ static mold_status tc_rms_norm_rope(mold_backend *be, float *y, const float *x,
     return g_plain->rope(be, y, n_tok, n_head, head_dim, cos_t, sin_t, mode);
 }
 
-static int g_n_gated;
-
-static mold_status tc_matmul_gated_add(mold_backend *be, float *h, const float *x, int64_t m,
-                                       const mold_weight *w, const float *bias,
-                                       const float *gate, float *tmp) {
-    g_n_gated++;
-    MOLD_TRY(g_plain->matmul(be, tmp, x, m, w, bias));
-    return g_plain->gated_add(be, h, gate, tmp, m, w->n_out);
-}
-
 static void run_fused(const char *fixture) {
     char path[512];
     snprintf(path, sizeof path, "%s/model/transformer/config.json", fixture);
@@ -493,10 +482,8 @@ static void run_fused(const char *fixture) {
     mold_backend_i off = *own, tc = *own;
     off.mlp_gelu = NULL;
     off.rms_norm_rope = NULL;
-    off.matmul_gated_add = NULL;
     tc.mlp_gelu = tc_mlp_gelu;
     tc.rms_norm_rope = tc_rms_norm_rope;
-    tc.matmul_gated_add = tc_matmul_gated_add;
     g_plain = &off;
     const size_t n = 2 * 24 * 64;
     float *plain = malloc(n * sizeof(float)), *comp = malloc(n * sizeof(float)),
@@ -505,7 +492,7 @@ static void run_fused(const char *fixture) {
     be->i = &off;
     case_forward(be, &cfg, &src, cst, plain);
     be->i = &tc;
-    g_n_mlp = g_n_norm_rope = g_n_gated = 0;
+    g_n_mlp = g_n_norm_rope = 0;
     case_forward(be, &cfg, &src, cst, comp);
     be->i = own;
     case_forward(be, &cfg, &src, cst, fused);
@@ -513,9 +500,6 @@ static void run_fused(const char *fixture) {
            cfg.num_layers);
     printf("  %s: rms_norm_rope called %d times (q, k x 2 streams x 2 samples x %d blocks)\n",
            fixture, g_n_norm_rope, cfg.num_layers);
-    printf("  %s: matmul_gated_add called %d times (2 streams x 2 samples x %d blocks)\n",
-           fixture, g_n_gated, cfg.num_layers);
-    assert_int_equal(g_n_gated, 4 * cfg.num_layers);
     assert_int_equal(g_n_mlp, 2 * cfg.num_layers);
     assert_int_equal(g_n_norm_rope, 8 * cfg.num_layers);
     char what[160];

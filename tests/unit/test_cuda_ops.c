@@ -231,42 +231,6 @@ static void test_matmul_small(void **state) {
     check_matmul(MOLD_BF16, 65, 256, 96, 1, 0, TOL_BF16); /* m 65: cuBLASLt */
 }
 
-/* matmul_gated_add (h += gate * (x W^T + b)) vs the CPU composition: the
- * one-GEMM path (gate as cuBLASLt's per-row alpha, beta 1), with and
- * without bias, a block-format weight, and the fallbacks (few rows, no
- * gate, exact f32). */
-static void check_gated(mold_dtype dt, int64_t m, int64_t n_in, int64_t n_out, int with_bias,
-                        int with_gate) {
-    wpair w;
-    wpair_make(&w, dt, n_out, n_in);
-    pair x = pair_rand(m * n_in), h = pair_rand(m * n_out), t = pair_rand(m * n_out),
-         b = pair_rand(n_out), g = pair_rand(n_out);
-    const float *bc = with_bias ? b.cpu : NULL, *bg = with_bias ? b.gpu : NULL;
-    const float *gc = with_gate ? g.cpu : NULL, *gg = with_gate ? g.gpu : NULL;
-    tu_ok(g_cpu->i->matmul(g_cpu, t.cpu, x.cpu, m, &w.wc, bc), "cpu matmul");
-    tu_ok(g_cpu->i->gated_add(g_cpu, h.cpu, gc, t.cpu, m, n_out), "cpu gated_add");
-    tu_ok(g_cuda->i->matmul_gated_add(g_cuda, h.gpu, x.gpu, m, &w.wg, bg, gg, t.gpu), "cuda");
-    char what[96];
-    snprintf(what, sizeof what, "matmul_gated_add %s m=%lld %lldx%lld bias %d gate %d",
-             mold_dtype_name(dt), (long long)m, (long long)n_out, (long long)n_in, with_bias,
-             with_gate);
-    compare(what, &h, TOL_BF16);
-    pair_free(&x); pair_free(&h); pair_free(&t); pair_free(&b); pair_free(&g);
-    wpair_free(&w);
-}
-
-static void test_matmul_gated_add(void **state) {
-    (void)state;
-    assert_non_null(g_cuda->i->matmul_gated_add);
-    check_gated(MOLD_BF16, 300, 256, 192, 1, 1);
-    check_gated(MOLD_BF16, 517, 320, 96, 0, 1);
-    check_gated(MOLD_Q8_0, 200, 512, 72, 1, 1);
-    check_gated(MOLD_BF16, 13, 3072, 3072, 1, 1); /* few rows: matmul + gated_add */
-    check_gated(MOLD_BF16, 300, 256, 192, 1, 0);  /* no gate */
-    check_gated(MOLD_F32, 45, 100, 36, 1, 1);     /* exact f32 path */
-    check_gated(MOLD_BF16, 2053, 3072, 3072, 1, 1);
-}
-
 static void test_matmul_quant(void **state) {
     (void)state;
     const mold_dtype q[] = {MOLD_Q4_0, MOLD_Q4_1, MOLD_Q5_0, MOLD_Q5_1, MOLD_Q8_0,
@@ -1046,7 +1010,6 @@ int main(void) {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_matmul_quant),
         cmocka_unit_test(test_matmul_small),
-        cmocka_unit_test(test_matmul_gated_add),
         cmocka_unit_test(test_mlp_gelu),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_weight_errors),

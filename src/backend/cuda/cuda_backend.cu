@@ -505,7 +505,6 @@ static const mold_backend_i CUDA_I = {
     mold_cuda_op_conv3x3_fused,
     mold_cuda_op_mlp_gelu,
     mold_cuda_op_rms_norm_rope,
-    mold_cuda_op_matmul_gated_add,
 };
 
 /* ==================================================================== */

@@ -21,7 +21,6 @@
 #include "matmul.cuh"
 
 #include "convert.cuh"
-#include "elementwise.cuh"
 #include "matmul_small.cuh"
 
 /* ==================================================================== */
@@ -37,14 +36,6 @@ __global__ void bias_add_kernel(float *D, const float *bias, int64_t m, int64_t 
         int64_t j = t / m, i = t - j * m;
         D[i + j * ldd] += bias[i];
     }
-}
-
-/* gb[i] = gate[i] * bias[i]: the bias of a gated-residual GEMM, which
- * cuBLASLt adds after the per-row alpha (the gate). */
-__global__ void gate_bias_kernel(float *gb, const float *gate, const float *bias, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x)
-        gb[i] = gate[i] * bias[i];
 }
 
 /* ==================================================================== */
@@ -101,15 +92,13 @@ static cuda_gemm_plan *plan_slot(cuda_backend *cb, const cuda_gemm_plan *key) {
 static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, int64_t k,
                            float alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                            cudaDataType_t ab, void *D, cudaDataType_t dt, int64_t ldd,
-                           const float *bias, const float *alpha_vec, int *no_algo) {
+                           const float *bias, int *no_algo) {
     *no_algo = 0;
     MOLD_ASSERT(!bias || dt == CUDA_R_32F);
-    MOLD_ASSERT(!alpha_vec || dt == CUDA_R_32F);
     int al_a = align_of(A), al_b = align_of(B), al_d = align_of(D);
     int64_t al_key = (int64_t)al_a << 20 | (int64_t)al_b << 10 | al_d;
-    const int epi_key = (bias != NULL) | (alpha_vec != NULL) << 1;
-    cuda_gemm_plan key = {m,      n,       k,       lda,     ldb,    ldd,
-                          (int)ab, (int)dt, trans_a, epi_key, al_key, 0, {}};
+    cuda_gemm_plan key = {m,      n,       k,       lda,          ldb,    ldd,
+                          (int)ab, (int)dt, trans_a, bias != NULL, al_key, 0, {}};
     cuda_gemm_plan *slot = plan_find(cb, &key);
     if (slot && slot->valid == PLAN_NONE) { /* known: no algorithm with this epilogue */
         *no_algo = 1;
@@ -123,9 +112,7 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
     cublasOperation_t ta = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, tb = CUBLAS_OP_N;
     cublasComputeType_t ct = CUBLAS_COMPUTE_32F; /* f32: exact, no TF32; bf16: fp32 accumulate */
     cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
-    /* alpha_vec: D = alpha_vec (per row of D) * A B + 1 * D (+ bias) */
-    float beta = alpha_vec ? 1.0f : 0.0f;
-    cublasLtPointerMode_t pm = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST;
+    float beta = 0.0f;
     uint64_t ws = CUDA_LT_WORKSPACE_BYTES;
     uint32_t ua = (uint32_t)al_a, ub = (uint32_t)al_b, ud = (uint32_t)al_d;
 
@@ -146,8 +133,6 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
     if (bias)
         LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                           sizeof bias));
-    if (alpha_vec)
-        LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_POINTER_MODE, &pm, sizeof pm));
     LT(cublasLtMatrixLayoutCreate(&la, ab, trans_a ? k : m, trans_a ? m : k, lda));
     LT(cublasLtMatrixLayoutCreate(&lb, ab, k, n, ldb));
     LT(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd));
@@ -177,7 +162,7 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
             cb->n_heuristic_none++;
             MOLD_LOGI("cuda: cuBLASLt has no algorithm for GEMM %lldx%lldx%lld (types %d/%d, "
                       "bias %d, alignments %d/%d/%d)%s", (long long)m, (long long)n, (long long)k,
-                      (int)ab, (int)dt, epi_key, al_a, al_b, al_d,
+                      (int)ab, (int)dt, bias != NULL, al_a, al_b, al_d,
                       bias ? ": the bias is added separately" : "");
             *no_algo = 1;
             goto done;
@@ -185,9 +170,8 @@ static mold_status gemm_lt(cuda_backend *cb, int trans_a, int64_t m, int64_t n, 
         slot->valid = PLAN_ALGO;
         slot->algo = res.algo;
     }
-    LT(cublasLtMatmul(cb->lt, op, alpha_vec ? (const void *)alpha_vec : (const void *)&alpha, A,
-                      la, B, lb, &beta, D, ld, D, ld, &slot->algo, cb->lt_ws,
-                      CUDA_LT_WORKSPACE_BYTES, cb->stream));
+    LT(cublasLtMatmul(cb->lt, op, &alpha, A, la, B, lb, &beta, D, ld, D, ld, &slot->algo,
+                      cb->lt_ws, CUDA_LT_WORKSPACE_BYTES, cb->stream));
 #undef LT
 done:
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
@@ -206,10 +190,10 @@ extern "C" mold_status mold_cuda_gemm(cuda_backend *cb, int trans_a, int64_t m, 
     MOLD_ASSERT(k > 0);
     int no_algo = 0;
     MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, alpha, A, lda, B, ldb, ab, D, CUDA_R_32F, ldd, bias,
-                     NULL, &no_algo));
+                     &no_algo));
     if (no_algo && bias) { /* retry without the epilogue, add the bias separately */
         MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, alpha, A, lda, B, ldb, ab, D, CUDA_R_32F, ldd,
-                         NULL, NULL, &no_algo));
+                         NULL, &no_algo));
         if (!no_algo) {
             bias_add_kernel<<<cuda_blocks(m * n, 256), 256, 0, cb->stream>>>(D, bias, m, n, ldd);
             MOLD_CUDA_LAUNCH_CHECK(cb);
@@ -229,7 +213,7 @@ extern "C" mold_status mold_cuda_gemm_bf16_out(cuda_backend *cb, int trans_a, in
     MOLD_ASSERT(k > 0);
     int no_algo = 0;
     MOLD_TRY(gemm_lt(cb, trans_a, m, n, k, 1.0f, A, lda, B, ldb, CUDA_R_16BF, D, CUDA_R_16BF, ldd,
-                     NULL, NULL, &no_algo));
+                     NULL, &no_algo));
     if (no_algo)
         return mold_cuda_fail(cb, "cublasLtMatmulAlgoGetHeuristic",
                               "no algorithm for this bf16-output GEMM", __FILE__, __LINE__,
@@ -302,55 +286,6 @@ extern "C" mold_status mold_cuda_matmul_run(cuda_backend *cb, float *y, const fl
     const void *wdata;
     MOLD_TRY(mold_cuda_weight_bf16(cb, w, wb, &wdata));
     return mold_cuda_gemm(cb, 1, n_out, m, k, 1.0f, wdata, k, xb, k, CUDA_R_16BF, y, n_out, bias);
-}
-
-/* h += gate * (x W^T + bias) in one GEMM where cuBLASLt has one: the gate
- * is alpha as a device vector over D's rows (the output features), beta = 1
- * accumulates into h, and the bias epilogue adds gate * bias. Otherwise
- * (few rows, or no such algorithm): matmul into tmp, then gated_add. */
-static mold_status matmul_gated_add_run(cuda_backend *cb, float *h, const float *x, int64_t m,
-                                        const mold_weight *w, const float *bias,
-                                        const float *gate, float *tmp) {
-    const int64_t k = w->n_in, n_out = w->n_out;
-    if (gate && !mold_cuda_matmul_exact(w, m) && !mold_cuda_matmul_small_fits(m, k)) {
-        size_t xb_bytes = cuda_align256((size_t)m * k * 2);
-        size_t gb_bytes = bias ? cuda_align256((size_t)n_out * 4) : 0;
-        size_t wb_bytes = w->dtype != MOLD_BF16 ? cuda_align256((size_t)n_out * k * 2) : 0;
-        void *scr;
-        MOLD_TRY(mold_cuda_scratch(cb, xb_bytes + gb_bytes + wb_bytes, &scr));
-        __nv_bfloat16 *xb = (__nv_bfloat16 *)scr;
-        float *gb = bias ? (float *)((char *)scr + xb_bytes) : NULL;
-        __nv_bfloat16 *wb = (__nv_bfloat16 *)((char *)scr + xb_bytes + gb_bytes);
-        MOLD_CUDA_CHECK(cb, mold_cuda_f32_to_bf16(xb, x, m * k, cb->stream));
-        if (gb) {
-            gate_bias_kernel<<<cuda_blocks(n_out, 256), 256, 0, cb->stream>>>(gb, gate, bias, n_out);
-            MOLD_CUDA_LAUNCH_CHECK(cb);
-        }
-        const void *wdata;
-        MOLD_TRY(mold_cuda_weight_bf16(cb, w, wb, &wdata));
-        int no_algo = 0;
-        MOLD_TRY(gemm_lt(cb, 1, n_out, m, k, 1.0f, wdata, k, xb, k, CUDA_R_16BF, h, CUDA_R_32F,
-                         n_out, gb, gate, &no_algo));
-        if (!no_algo) return MOLD_OK;
-    }
-    MOLD_TRY(mold_cuda_matmul_run(cb, tmp, x, m, w, bias));
-    MOLD_CUDA_CHECK(cb, mold_cuda_gated_add(h, gate, tmp, m, n_out, cb->stream));
-    return MOLD_OK;
-}
-
-extern "C" mold_status mold_cuda_op_matmul_gated_add(mold_backend *be, float *h, const float *x,
-                                                     int64_t m, const mold_weight *w,
-                                                     const float *bias, const float *gate,
-                                                     float *tmp) {
-    cuda_backend *cb = cuda_of(be);
-    MOLD_TRY(mold_cuda_check_weight(w, "matmul_gated_add"));
-    if (m < 0 || !h || !x || !tmp)
-        return MOLD_ERR(MOLD_E_INVALID, "matmul_gated_add: expected m >= 0 and h, x, tmp, got "
-                        "m %lld", (long long)m);
-    if (m == 0) return MOLD_OK;
-    CUDA_OP(cb, "matmul_gated_add", m, w->n_in, w->n_out);
-    MOLD_TRY(matmul_gated_add_run(cb, h, x, m, w, bias, gate, tmp));
-    return mold_cuda_op_done(cb);
 }
 
 extern "C" mold_status mold_cuda_check_weight(const mold_weight *w, const char *what) {

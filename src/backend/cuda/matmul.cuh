@@ -62,9 +62,6 @@ mold_status mold_cuda_op_matmul(mold_backend *be, float *y, const float *x, int6
                                 const mold_weight *w, const float *bias);
 mold_status mold_cuda_op_embed(mold_backend *be, float *y, const mold_weight *table,
                                const int32_t *ids_host, int64_t n);
-mold_status mold_cuda_op_matmul_gated_add(mold_backend *be, float *h, const float *x, int64_t m,
-                                          const mold_weight *w, const float *bias,
-                                          const float *gate, float *tmp);
 
 /* Benchmark: median time (ms, device events) of `iters` (<= 64) bf16 "TN"
  * GEMMs of m x n x k on random data, after 3 warm-ups. For peak figures. */
