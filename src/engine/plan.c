@@ -135,6 +135,8 @@ static uint64_t mm_scratch(mold_dtype w, uint64_t m, uint64_t k, uint64_t n_out)
  * composition. */
 static uint64_t mlp_scratch(mold_dtype w, uint64_t m, uint64_t d, uint64_t f) {
     if (f32_exact(w, m)) return 0;
+    if (m <= 64 && d % 32 == 0 && f % 32 == 0) /* few rows: two plain matmuls */
+        return max_u64(mm_scratch(w, m, d, f), mm_scratch(w, m, f, d));
     uint64_t x = a256(m * f * 2) + m * d * 2 <= m * f * 4 ? 0 : a256(m * d * 2);
     return x + (w != MOLD_BF16 ? a256(f * d * 2) : 0);
 }

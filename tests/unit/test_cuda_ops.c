@@ -301,6 +301,8 @@ static void test_mlp_gelu(void **state) {
     check_mlp(MOLD_F32, MOLD_F32, 300, 100, 400, 36, 1, 0, 0, TOL_BF16); /* 128+: bf16 */
     check_mlp(MOLD_BF16, MOLD_F32, 45, 64, 256, 64, 1, 0, 0, TOL_BF16);  /* mixed: composed */
     check_mlp(MOLD_BF16, MOLD_BF16, 2053, 1024, 4096, 1024, 1, 0, 0, TOL_BF16); /* large */
+    /* the DiT's text stream at CFG batch 2 (m <= 64: composed on the few-row path) */
+    check_mlp(MOLD_BF16, MOLD_BF16, 26, 3072, 12288, 3072, 1, 0, 0, TOL_BF16);
     /* a shape seen before asks cuBLASLt nothing (each query costs up to
      * milliseconds; one that finds no algorithm is remembered too) */
     uint64_t q0, n0, q1, n1;
