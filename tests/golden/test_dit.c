@@ -93,17 +93,23 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Runs the transformer case of one fixture directory ("qwen-image-tiny"). */
-static void run_case(const char *fixture) {
+/* Opens a fixture's transformer: its config, its weights and its case file. */
+static void open_fixture(const char *fixture, mold_dit_config *cfg, mold_safetensors **wst,
+                         mold_safetensors **cst) {
     char path[512];
     snprintf(path, sizeof path, "%s/model/transformer/config.json", fixture);
-    mold_dit_config cfg;
-    tu_ok(mold_dit_config_load(tu_fixture(path), &cfg), "config");
+    tu_ok(mold_dit_config_load(tu_fixture(path), cfg), "config");
     snprintf(path, sizeof path, "%s/model/transformer", fixture);
-    mold_safetensors *wst, *cst;
-    tu_ok(mold_safetensors_open(tu_fixture(path), &wst), "weights");
+    tu_ok(mold_safetensors_open(tu_fixture(path), wst), "weights");
     snprintf(path, sizeof path, "%s/cases/transformer.safetensors", fixture);
-    tu_ok(mold_safetensors_open(tu_fixture(path), &cst), "case");
+    tu_ok(mold_safetensors_open(tu_fixture(path), cst), "case");
+}
+
+/* Runs the transformer case of one fixture directory ("qwen-image-tiny"). */
+static void run_case(const char *fixture) {
+    mold_dit_config cfg;
+    mold_safetensors *wst, *cst;
+    open_fixture(fixture, &cfg, &wst, &cst);
 
     /* the config derived from tensor shapes (the GGUF path) agrees with
      * config.json where it can be derived (head dim 128) */
@@ -467,15 +473,9 @@ static mold_status tc_rms_norm_rope(mold_backend *be, float *y, const float *x,
 }
 
 static void run_fused(const char *fixture) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/model/transformer/config.json", fixture);
     mold_dit_config cfg;
-    tu_ok(mold_dit_config_load(tu_fixture(path), &cfg), "config");
-    snprintf(path, sizeof path, "%s/model/transformer", fixture);
     mold_safetensors *wst, *cst;
-    tu_ok(mold_safetensors_open(tu_fixture(path), &wst), "weights");
-    snprintf(path, sizeof path, "%s/cases/transformer.safetensors", fixture);
-    tu_ok(mold_safetensors_open(tu_fixture(path), &cst), "case");
+    open_fixture(fixture, &cfg, &wst, &cst);
     mold_backend *be;
     tu_backend_create(0, &be);
     const mold_backend_i *own = be->i;

@@ -156,6 +156,38 @@ __device__ __forceinline__ void ig_mma(float c[4], const uint32_t a[4], uint32_t
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* The MMAs of one 16-channel chunk: 9 taps, two 16-pixel row fragments
+ * (A, from the swizzled input window) by NCT 8-cout tiles (B, from the
+ * chunk's re-laid taps); both implicit-GEMM kernels share it. ldmatrix rows
+ * of this lane: A = pixel (lane & 7) + 8 ((lane >> 3) & 1) of an m16 tile,
+ * channel half lane >> 4; B = cout (lane & 7) + 8 (lane >> 4) of an n16
+ * pair, channel half (lane >> 3) & 1. */
+template <int NB, int NCT>
+__device__ __forceinline__ void ig_chunk_mma(float (&acc)[2][NCT][4], const __nv_bfloat16 *xbuf,
+                                             const __nv_bfloat16 *wbuf, int warp, int lane) {
+    const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
+    const int b_co = (lane & 7) + (lane >> 4) * 8, b_half = (lane >> 3) & 1;
+#pragma unroll
+    for (int tap = 0; tap < 9; tap++) {
+        const int ky = tap / 3, kx = tap - ky * 3;
+        uint32_t a[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+            ig_ldsm_x4(a[mt], xbuf + ig_sw((warp + ky) * IG_WR + mt * 16 + kx + a_px, a_half));
+#pragma unroll
+        for (int p = 0; p < NCT / 2; p++) {
+            uint32_t b[4];
+            ig_ldsm_x4(b, wbuf + ig_sw(tap * NB + p * 16 + b_co, b_half));
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                ig_mma(acc[mt][2 * p], a[mt], b[0], b[1]);
+                ig_mma(acc[mt][2 * p + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+
+
 /* wr[ch][tap][co][ci16] = bf16(w[co, (16 ch + ci16) * 9 + tap]), zero where
  * co >= c_out or the channel >= c_in. w is f32 (wf) or bf16 (wb). */
 __global__ void conv_w_prep_kernel(__nv_bfloat16 *wr, const float *wf, const __nv_bfloat16 *wb,
@@ -233,11 +265,6 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
 #pragma unroll
         for (int j = 0; j < NCT; j++) acc[mt][j][0] = acc[mt][j][1] = acc[mt][j][2] = acc[mt][j][3] = 0.0f;
 
-    /* ldmatrix rows of this lane: A = pixel (lane & 7) + 8 ((lane >> 3) & 1)
-     * of an m16 tile, channel half lane >> 4; B = cout (lane & 7) + 8
-     * (lane >> 4) of an n16 pair, channel half (lane >> 3) & 1. */
-    const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
-    const int b_co = (lane & 7) + (lane >> 4) * 8, b_half = (lane >> 3) & 1;
 
     ig_load_chunk<NB>(stage, wsm, x, wr, 0, c_in, h, w, y0, x0, cout0, cout_pad);
     for (int ch = 0; ch < n_ch; ch++) {
@@ -259,24 +286,7 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
             ig_load_chunk<NB>(stage, wsm + ((ch + 1) & 1) * 9 * NB * 16, x, wr, ch + 1, c_in, h, w,
                               y0, x0, cout0, cout_pad);
         const __nv_bfloat16 *wbuf = wsm + (ch & 1) * 9 * NB * 16;
-#pragma unroll
-        for (int tap = 0; tap < 9; tap++) {
-            const int ky = tap / 3, kx = tap - ky * 3;
-            uint32_t a[2][4];
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++)
-                ig_ldsm_x4(a[mt], xin + ig_sw((warp + ky) * IG_WR + mt * 16 + kx + a_px, a_half));
-#pragma unroll
-            for (int p = 0; p < NCT / 2; p++) {
-                uint32_t b[4];
-                ig_ldsm_x4(b, wbuf + ig_sw(tap * NB + p * 16 + b_co, b_half));
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
-                    ig_mma(acc[mt][2 * p], a[mt], b[0], b[1]);
-                    ig_mma(acc[mt][2 * p + 1], a[mt], b[2], b[3]);
-                }
-            }
-        }
+        ig_chunk_mma<NB, NCT>(acc, xin, wbuf, warp, lane);
     }
 
     /* C fragments: c0, c1 (pixel g, couts 2t, 2t+1), c2, c3 (pixel g + 8) */
@@ -414,8 +424,6 @@ conv3x3_packed_kernel(float *y, const __nv_bfloat16 *xp, const __nv_bfloat16 *wr
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[mt][j][e] = 0.0f;
 
-    const int a_px = (lane & 7) + ((lane >> 3) & 1) * 8, a_half = lane >> 4;
-    const int b_co = (lane & 7) + (lane >> 4) * 8, b_half = (lane >> 3) & 1;
 
     pk_load_chunk<NB>(xin, wsm, xp, wr, 0, h, w, hs, ws, up, y0, x0, cout0, cout_pad);
     for (int ch = 0; ch < n_ch; ch++) {
@@ -427,24 +435,7 @@ conv3x3_packed_kernel(float *y, const __nv_bfloat16 *xp, const __nv_bfloat16 *wr
                               hs, ws, up, y0, x0, cout0, cout_pad);
         const __nv_bfloat16 *xbuf = xin + (ch & 1) * IG_POS * 16;
         const __nv_bfloat16 *wbuf = wsm + (ch & 1) * 9 * NB * 16;
-#pragma unroll
-        for (int tap = 0; tap < 9; tap++) {
-            const int ky = tap / 3, kx = tap - ky * 3;
-            uint32_t a[2][4];
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++)
-                ig_ldsm_x4(a[mt], xbuf + ig_sw((warp + ky) * IG_WR + mt * 16 + kx + a_px, a_half));
-#pragma unroll
-            for (int p = 0; p < NCT / 2; p++) {
-                uint32_t b[4];
-                ig_ldsm_x4(b, wbuf + ig_sw(tap * NB + p * 16 + b_co, b_half));
-#pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
-                    ig_mma(acc[mt][2 * p], a[mt], b[0], b[1]);
-                    ig_mma(acc[mt][2 * p + 1], a[mt], b[2], b[3]);
-                }
-            }
-        }
+        ig_chunk_mma<NB, NCT>(acc, xbuf, wbuf, warp, lane);
     }
 
     /* C fragments: c0, c1 (pixel g, couts 2t, 2t+1), c2, c3 (pixel g + 8) */
