@@ -36,6 +36,7 @@
 
 #include "attention_wide.cuh"
 #include "convert.cuh"
+#include "device_util.cuh"
 #include "flash_hopper.cuh"
 #include "matmul.cuh"
 
@@ -52,25 +53,8 @@ extern "C" void mold_cuda_attention_set_variant(int v) { g_fa_variant = v; }
 /* ---- CUDA kernels: flash ---- */
 /* ==================================================================== */
 
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0,
-                                         uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/* Four 8x8 b16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
- * Without .trans lane l receives (row l/4, cols 2(l%4), 2(l%4)+1) of each;
- * with .trans (rows 2(l%4), 2(l%4)+1; col l/4). */
-__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem_row) {
-    uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
+/* ldmatrix variants only the flash kernels use (x4 is in device_util.cuh);
+ * with .trans lane l receives (rows 2(l%4), 2(l%4)+1; col l/4). */
 __device__ __forceinline__ void ldmatrix_x2(uint32_t r[2], const void *smem_row) {
     uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem_row);
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
@@ -83,11 +67,6 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void *sme
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
-    return *(uint32_t *)&v;
 }
 
 /* Copies `rows` rows of D bf16 (global row r at src + r * stride) into a
@@ -505,16 +484,6 @@ flash2_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
  *     multiplies per thread are skipped. The result is the same function.
  * NW warps x 32 query rows per block (MT = 2 m16 tiles per warp), K/V tiles
  * of 64 keys double-buffered with cp.async; Q also arrives by cp.async. */
-__device__ __forceinline__ float ex2_approx(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
-__device__ __forceinline__ bool key_ok(const float *key_valid, int j, int skv) {
-    return j < skv && (!key_valid || __ldg(key_valid + j) != 0.0f);
-}
-
 template <int D, int NW, int SUB>
 __global__ void __launch_bounds__(NW * 32, 8 / NW)
 flash3_kernel(float *out, const __nv_bfloat16 *q, const __nv_bfloat16 *k,

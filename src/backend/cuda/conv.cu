@@ -30,6 +30,7 @@
 #include "conv.cuh"
 
 #include "convert.cuh"
+#include "device_util.cuh"
 #include "matmul.cuh"
 
 #define CONV_COL_BYTES ((size_t)256 << 20) /* col chunk budget */
@@ -132,28 +133,45 @@ __global__ void upsample2x_kernel(float *y, const float *x, int64_t c, int64_t h
 #define IG_NT 256
 
 /* element offset of 16-byte half `half` of 32-byte row `row` (swizzled) */
-__device__ __forceinline__ uint32_t pack_bf16_pair(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
-    return *(uint32_t *)&v;
-}
-
 __device__ __forceinline__ int ig_sw(int row, int half) {
     return row * 16 + ((half ^ ((row >> 2) & 1)) << 3);
 }
 
-__device__ __forceinline__ void ig_ldsm_x4(uint32_t r[4], const __nv_bfloat16 *p) {
-    uint32_t addr = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
+/* One chunk's kernel taps into shared memory: 9 taps x NB couts x two
+ * 16-byte halves of 8 channels, from the re-laid [chunk][tap][cout][16]. */
+template <int NB>
+__device__ __forceinline__ void ig_load_taps(__nv_bfloat16 *wdst, const __nv_bfloat16 *wr, int ch,
+                                             int cout0, int cout_pad) {
+    const __nv_bfloat16 *wsrc = wr + ((int64_t)ch * 9 * cout_pad + cout0) * 16;
+    for (int i = threadIdx.x; i < 9 * NB * 2; i += IG_NT) {
+        const int half = i & 1, row = i >> 1; /* row = tap * NB + co */
+        const int tap = row / NB, co = row - tap * NB;
+        const __nv_bfloat16 *src = wsrc + ((int64_t)tap * cout_pad + co) * 16 + half * 8;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(wdst + ig_sw(row, half));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+    }
 }
 
-__device__ __forceinline__ void ig_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+/* Output row oy of the tile from the C fragments (c0, c1: pixel g, couts 2t,
+ * 2t + 1; c2, c3: pixel g + 8), plus the bias. */
+template <int NCT>
+__device__ __forceinline__ void ig_store(float *y, const float (&acc)[2][NCT][4],
+                                         const float *bias, int c_out, int h, int w, int oy,
+                                         int x0, int cout0, int lane) {
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < NCT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int co = cout0 + j * 8 + 2 * t + (e & 1);
+            if (co >= c_out) continue;
+            const float bv = bias ? bias[co] : 0.0f;
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                const int ox = x0 + mt * 16 + g + (e >> 1) * 8;
+                if (ox < w) y[((int64_t)co * h + oy) * w + ox] = acc[mt][j][e] + bv;
+            }
+        }
 }
 
 /* The MMAs of one 16-channel chunk: 9 taps, two 16-pixel row fragments
@@ -173,15 +191,15 @@ __device__ __forceinline__ void ig_chunk_mma(float (&acc)[2][NCT][4], const __nv
         uint32_t a[2][4];
 #pragma unroll
         for (int mt = 0; mt < 2; mt++)
-            ig_ldsm_x4(a[mt], xbuf + ig_sw((warp + ky) * IG_WR + mt * 16 + kx + a_px, a_half));
+            ldmatrix_x4(a[mt], xbuf + ig_sw((warp + ky) * IG_WR + mt * 16 + kx + a_px, a_half));
 #pragma unroll
         for (int p = 0; p < NCT / 2; p++) {
             uint32_t b[4];
-            ig_ldsm_x4(b, wbuf + ig_sw(tap * NB + p * 16 + b_co, b_half));
+            ldmatrix_x4(b, wbuf + ig_sw(tap * NB + p * 16 + b_co, b_half));
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
-                ig_mma(acc[mt][2 * p], a[mt], b[0], b[1]);
-                ig_mma(acc[mt][2 * p + 1], a[mt], b[2], b[3]);
+                mma_bf16(acc[mt][2 * p], a[mt], b[0], b[1]);
+                mma_bf16(acc[mt][2 * p + 1], a[mt], b[2], b[3]);
             }
         }
     }
@@ -231,15 +249,7 @@ __device__ __forceinline__ void ig_load_chunk(float *stage, __nv_bfloat16 *wdst,
                          "r"(ok ? 4 : 0));
         }
     }
-    /* weights: 9 taps x NB couts x two 16-byte halves */
-    const __nv_bfloat16 *wsrc = wr + ((int64_t)ch * 9 * cout_pad + cout0) * 16;
-    for (int i = threadIdx.x; i < 9 * NB * 2; i += IG_NT) {
-        const int half = i & 1, row = i >> 1; /* row = tap * NB + co */
-        const int tap = row / NB, co = row - tap * NB;
-        const __nv_bfloat16 *src = wsrc + ((int64_t)tap * cout_pad + co) * 16 + half * 8;
-        uint32_t dst = (uint32_t)__cvta_generic_to_shared(wdst + ig_sw(row, half));
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-    }
+    ig_load_taps<NB>(wdst, wr, ch, cout0, cout_pad);
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
@@ -256,7 +266,7 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
     __nv_bfloat16 *wsm = xin + IG_POS * 16;                           /* [2][9 * NB][16] */
 
     const int x0 = blockIdx.x * IG_TW, y0 = blockIdx.y * IG_TH, cout0 = blockIdx.z * NB;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n_ch = (c_in + 15) / 16;
 
     float acc[2][NCT][4];
@@ -275,10 +285,10 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
             const int half = i / IG_POS, pos = i - half * IG_POS;
             const float *sp = stage + half * 8 * IG_POS + pos;
             uint4 pk;
-            pk.x = pack_bf16_pair(sp[0], sp[IG_POS]);
-            pk.y = pack_bf16_pair(sp[2 * IG_POS], sp[3 * IG_POS]);
-            pk.z = pack_bf16_pair(sp[4 * IG_POS], sp[5 * IG_POS]);
-            pk.w = pack_bf16_pair(sp[6 * IG_POS], sp[7 * IG_POS]);
+            pk.x = pack_bf16(sp[0], sp[IG_POS]);
+            pk.y = pack_bf16(sp[2 * IG_POS], sp[3 * IG_POS]);
+            pk.z = pack_bf16(sp[4 * IG_POS], sp[5 * IG_POS]);
+            pk.w = pack_bf16(sp[6 * IG_POS], sp[7 * IG_POS]);
             *(uint4 *)(xin + ig_sw(pos, half)) = pk;
         }
         __syncthreads(); /* xin ready; stage free */
@@ -292,19 +302,7 @@ conv3x3_igemm_kernel(float *y, const float *x, const __nv_bfloat16 *wr, const fl
     /* C fragments: c0, c1 (pixel g, couts 2t, 2t+1), c2, c3 (pixel g + 8) */
     const int oy = y0 + warp;
     if (oy >= h) return;
-#pragma unroll
-    for (int j = 0; j < NCT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int co = cout0 + j * 8 + 2 * t + (e & 1);
-            if (co >= c_out) continue;
-            const float bv = bias ? bias[co] : 0.0f;
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
-                const int ox = x0 + mt * 16 + g + (e >> 1) * 8;
-                if (ox < w) y[((int64_t)co * h + oy) * w + ox] = acc[mt][j][e] + bv;
-            }
-        }
+    ig_store<NCT>(y, acc, bias, c_out, h, w, oy, x0, cout0, lane);
 }
 
 template <int NB>
@@ -366,7 +364,7 @@ __global__ void conv_pack_kernel(__nv_bfloat16 *xp, const float *x, int c_in, in
                 if (silu) val = val / (1.0f + expf(-val));
                 v[u] = val;
             }
-            pk[k / 2] = pack_bf16_pair(v[0], v[1]);
+            pk[k / 2] = pack_bf16(v[0], v[1]);
         }
         uint4 *dst = (uint4 *)(xp + t * 16);
         dst[0] = make_uint4(pk[0], pk[1], pk[2], pk[3]);
@@ -392,14 +390,7 @@ __device__ __forceinline__ void pk_load_chunk(__nv_bfloat16 *xdst, __nv_bfloat16
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                      "r"(ok ? 16 : 0));
     }
-    const __nv_bfloat16 *wsrc = wr + ((int64_t)ch * 9 * cout_pad + cout0) * 16;
-    for (int i = threadIdx.x; i < 9 * NB * 2; i += IG_NT) {
-        const int half = i & 1, row = i >> 1; /* row = tap * NB + co */
-        const int tap = row / NB, co = row - tap * NB;
-        const __nv_bfloat16 *src = wsrc + ((int64_t)tap * cout_pad + co) * 16 + half * 8;
-        uint32_t dst = (uint32_t)__cvta_generic_to_shared(wdst + ig_sw(row, half));
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-    }
+    ig_load_taps<NB>(wdst, wr, ch, cout0, cout_pad);
     asm volatile("cp.async.commit_group;\n" ::);
 }
 
@@ -453,19 +444,7 @@ conv3x3_packed_kernel(float *y, const __nv_bfloat16 *xp, const __nv_bfloat16 *wr
                     if (co < c_out && ox < w) acc[mt][j][e] += res[((int64_t)co * h + oy) * w + ox];
                 }
             }
-#pragma unroll
-    for (int j = 0; j < NCT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int co = cout0 + j * 8 + 2 * t + (e & 1);
-            if (co >= c_out) continue;
-            const float bv = bias ? bias[co] : 0.0f;
-#pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
-                const int ox = x0 + mt * 16 + g + (e >> 1) * 8;
-                if (ox < w) y[((int64_t)co * h + oy) * w + ox] = acc[mt][j][e] + bv;
-            }
-        }
+    ig_store<NCT>(y, acc, bias, c_out, h, w, oy, x0, cout0, lane);
 }
 
 template <int NB>

@@ -43,6 +43,8 @@
 #include <cuda.h> /* CUtensorMap (the encoder is fetched from the driver at run time) */
 #include <math.h>
 
+#include "device_util.cuh"
+
 #define FH_BQ 128
 #define FH_BK 128
 #define FH_KST 2 /* K stages */
@@ -155,19 +157,6 @@ __device__ __forceinline__ void fh_mma_rs(float (&d)[64], const uint32_t (&a)[4]
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
 }
 
-__device__ __forceinline__ float fh_ex2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-__device__ __forceinline__ uint32_t fh_pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-__device__ __forceinline__ bool fh_key_ok(const float *key_valid, int j, int skv) {
-    return j < skv && (!key_valid || __ldg(key_valid + j) != 0.0f);
-}
-
 /* Issue the loads of key tile t (K into stage t % 2, V^T into stage t % 3),
  * after the consumers released what those stages held. */
 __device__ __forceinline__ void fh_issue_tile(int t, uint32_t base, const CUtensorMap *mk,
@@ -218,7 +207,7 @@ __device__ __forceinline__ void fh_mask(float (&s)[64], const float *key_valid, 
     uint32_t bits[4];
 #pragma unroll
     for (int w = 0; w < 4; w++)
-        bits[w] = __ballot_sync(0xffffffffu, fh_key_ok(key_valid, k0 + 32 * w + lane, skv));
+        bits[w] = __ballot_sync(0xffffffffu, key_ok(key_valid, k0 + 32 * w + lane, skv));
 #pragma unroll
     for (int j = 0; j < 16; j++)
 #pragma unroll
@@ -240,14 +229,14 @@ __device__ __forceinline__ void fh_softmax(float (&s)[64], float (&m)[2], float 
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float ref = mx == -INFINITY ? 0.0f : mx;
-        alpha[r] = mx > m[r] ? fh_ex2((m[r] - ref) * scale_log2) : 1.0f;
+        alpha[r] = mx > m[r] ? ex2_approx((m[r] - ref) * scale_log2) : 1.0f;
         m[r] = mx;
         const float nref = -ref * scale_log2;
         float sum = 0.0f;
 #pragma unroll
         for (int j = 0; j < 16; j++) {
-            const float p0 = fh_ex2(fmaf(s[4 * j + 2 * r], scale_log2, nref));
-            const float p1 = fh_ex2(fmaf(s[4 * j + 2 * r + 1], scale_log2, nref));
+            const float p0 = ex2_approx(fmaf(s[4 * j + 2 * r], scale_log2, nref));
+            const float p1 = ex2_approx(fmaf(s[4 * j + 2 * r + 1], scale_log2, nref));
             s[4 * j + 2 * r] = p0;
             s[4 * j + 2 * r + 1] = p1;
             sum += p0 + p1;
@@ -259,10 +248,10 @@ __device__ __forceinline__ void fh_softmax(float (&s)[64], float (&m)[2], float 
 __device__ __forceinline__ void fh_to_bf16(uint32_t (&p)[8][4], const float (&s)[64]) {
 #pragma unroll
     for (int kk = 0; kk < 8; kk++) {
-        p[kk][0] = fh_pack(s[8 * kk + 0], s[8 * kk + 1]);
-        p[kk][1] = fh_pack(s[8 * kk + 2], s[8 * kk + 3]);
-        p[kk][2] = fh_pack(s[8 * kk + 4], s[8 * kk + 5]);
-        p[kk][3] = fh_pack(s[8 * kk + 6], s[8 * kk + 7]);
+        p[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+        p[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+        p[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+        p[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
     }
 }
 

@@ -16,20 +16,12 @@
 #include "matmul_small.cuh"
 
 #include "convert.cuh"
+#include "device_util.cuh"
 
 #define SMALL_WARPS 4
 #define SMALL_COLS (SMALL_WARPS * 8) /* outputs per block */
 #define SMALL_MAX_SPLITS 32
 #define SMALL_MIN_KSPLIT 256 /* fewest k per split */
-
-__device__ __forceinline__ void small_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                          uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 /* MT: 16-row groups of x (m <= 16 MT). out: y (one split, bias added) or
  * the split's partial [m][n]. */
@@ -56,8 +48,9 @@ small_mm_kernel(float *out, const __nv_bfloat16 *xb, int m, const unsigned char 
             const int r0 = 16 * i + g, r1 = r0 + 8;
             const uint4 x0 = r0 < m ? __ldg((const uint4 *)(xb + (int64_t)r0 * k) + q) : zero;
             const uint4 x1 = r1 < m ? __ldg((const uint4 *)(xb + (int64_t)r1 * k) + q) : zero;
-            small_mma(acc[i], x0.x, x1.x, x0.y, x1.y, wv.x, wv.y);
-            small_mma(acc[i], x0.z, x1.z, x0.w, x1.w, wv.z, wv.w);
+            const uint32_t a_lo[4] = {x0.x, x1.x, x0.y, x1.y}, a_hi[4] = {x0.z, x1.z, x0.w, x1.w};
+            mma_bf16(acc[i], a_lo, wv.x, wv.y);
+            mma_bf16(acc[i], a_hi, wv.z, wv.w);
         }
     }
     /* c0, c1: row g, cols 2t, 2t + 1; c2, c3: row g + 8 */
